@@ -1,0 +1,69 @@
+"""Member bookkeeping shared by the container backend, its filters and the inventory plugin.
+
+Everything here is derived from live data (podman labels); nothing is stored on the controller.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+LABEL = "trove.dbaas/"
+# Addresses below this offset stay free for the gateway and for operators' own use.
+FIRST_HOST_OFFSET = 10
+
+
+def podman_members(ps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Turn `podman ps --all --format json` output into member records, sorted by name."""
+    members = []
+    for container in ps or []:
+        labels = container.get("Labels") or {}
+        if f"{LABEL}cluster" not in labels:
+            continue
+        names = container.get("Names") or [""]
+        members.append(
+            {
+                "name": labels.get(f"{LABEL}member", names[0]),
+                "cluster": labels[f"{LABEL}cluster"],
+                "engine": labels.get(f"{LABEL}engine", ""),
+                "backend": labels.get(f"{LABEL}backend", "container"),
+                "api_version": labels.get(f"{LABEL}api-version", ""),
+                "address": labels.get(f"{LABEL}address", ""),
+                "network": labels.get(f"{LABEL}network", ""),
+                "placement": int(labels.get(f"{LABEL}placement", 0)),
+                "state": container.get("State", ""),
+                "id": container.get("Id", ""),
+            }
+        )
+    return sorted(members, key=lambda m: (m["cluster"], member_index(m["name"]), m["name"]))
+
+
+def member_index(name: str) -> int:
+    """The number at the end of a member name (pg-demo-2 -> 2); -1 when there is none."""
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+def free_addresses(subnet: str, used: list[str], count: int) -> list[str]:
+    """The first `count` host addresses of `subnet` that are not in `used`."""
+    network = ipaddress.ip_network(subnet, strict=False)
+    taken = {ipaddress.ip_address(a) for a in used if a}
+    free = []
+    for offset, address in enumerate(network.hosts(), start=1):
+        if len(free) == count:
+            break
+        if offset >= FIRST_HOST_OFFSET and address not in taken:
+            free.append(str(address))
+    if len(free) < count:
+        raise ValueError(f"subnet {subnet} has {len(free)} free addresses, {count} needed")
+    return free
+
+
+def plan_members(cluster: str, placement: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Member names for each placement entry: <cluster>-0 .. <cluster>-(members-1), in entry order."""
+    plan, index = [], 0
+    for entry_no, entry in enumerate(placement):
+        for _ in range(int(entry["count"])):
+            plan.append({"name": f"{cluster}-{index}", "placement": entry_no, "backend": entry["backend"]})
+            index += 1
+    return plan
