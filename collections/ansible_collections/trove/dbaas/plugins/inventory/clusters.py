@@ -71,7 +71,10 @@ options:
       - section: trove_dbaas_clusters
         key: containers_conf
   ssh_private_key_file:
-    description: Private key set as C(ansible_ssh_private_key_file) on every member; omitted when unset.
+    description:
+      - Private key set as C(ansible_ssh_private_key_file) on every member.
+      - When unset, the key the cluster playbooks create is used if it exists
+        (C($TROVE_HOME/ssh/id_ed25519), C(~/.local/share/trove-dbaas/ssh/id_ed25519) by default).
     type: path
     env:
       - name: TROVE_SSH_KEY
@@ -255,6 +258,13 @@ def to_member(container: Mapping[str, Any], host_name: str) -> Member | None:
     )
 
 
+def default_key_file() -> str | None:
+    """The controller key the cluster playbooks create, when it exists."""
+    home = os.environ.get("TROVE_HOME") or os.path.expanduser("~/.local/share/trove-dbaas")
+    path = os.path.join(home, "ssh", "id_ed25519")
+    return path if os.path.exists(path) else None
+
+
 class InventoryModule(BaseInventoryPlugin, Constructable):
     NAME = "trove.dbaas.clusters"
 
@@ -325,7 +335,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             "trove_podman_host": member.podman_host,
             "trove_container_id": member.container_id,
         }
-        key_file = self.get_option("ssh_private_key_file")
+        key_file = self.get_option("ssh_private_key_file") or default_key_file()
         if key_file:
             hostvars["ansible_ssh_private_key_file"] = key_file
         return hostvars

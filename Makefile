@@ -1,0 +1,61 @@
+# trove.dbaas: `make demo` runs a 3-member PostgreSQL cluster, `make test` runs what CI runs.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(CURDIR)/$(VENV)/bin
+COLLECTION := collections/ansible_collections/trove/dbaas
+APT_PACKAGES := podman runc netavark aardvark-dns debootstrap python3-venv postgresql-client openssh-client make
+DEMO ?= examples/postgresql-replicated.yml
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(BIN):$(PATH)
+# The project's own podman settings (installed by the image/backend roles); /etc is left alone.
+export CONTAINERS_CONF := /var/lib/trove-dbaas/containers.conf
+
+.PHONY: help deps images demo test unit e2e lint build clean
+help:
+	@echo "make demo   - install, build images, apply $(DEMO), show status and DSN"
+	@echo "make test   - unit + end-to-end tests on real containers (what CI runs)"
+	@echo "make lint   - ansible-lint (production), ruff, yamllint"
+	@echo "make build  - build the collection tarball"
+	@echo "make clean  - delete test/demo clusters and build output"
+
+$(VENV)/.installed: requirements.txt
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+deps: $(VENV)/.installed
+
+images: deps
+	$(BIN)/ansible-playbook playbooks/image_build.yml
+
+demo: images
+	$(BIN)/ansible-playbook playbooks/cluster_apply.yml -e @$(DEMO)
+	$(BIN)/ansible-playbook playbooks/cluster_status.yml -e @$(DEMO)
+
+unit: deps
+	cd $(COLLECTION) && $(BIN)/python -m pytest tests/unit -q -p no:cacheprovider
+
+e2e: images
+	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider
+
+test: lint unit e2e build
+
+lint: deps
+	$(BIN)/yamllint -s .
+	$(BIN)/ruff check --line-length 120 .
+	$(BIN)/ruff format --check --line-length 120 .
+	$(BIN)/ansible-lint --profile production --offline
+
+build: deps
+	mkdir -p build
+	$(BIN)/ansible-galaxy collection build $(COLLECTION) --output-path build --force
+
+clean:
+	-$(BIN)/python tests/e2e/cleanup.py
+	rm -rf build
