@@ -48,8 +48,8 @@ test: lint unit e2e build
 
 lint: deps
 	$(BIN)/yamllint -s .
-	$(BIN)/ruff check --line-length 120 .
-	$(BIN)/ruff format --check --line-length 120 .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/ansible-lint --profile production --offline
 
 build: deps

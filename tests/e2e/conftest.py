@@ -18,7 +18,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
 
 
 @dataclass
@@ -44,7 +44,12 @@ class Cluster:
     runs: list[Run] = field(default_factory=list)
 
     def playbook(self, name: str, *extra: str, spec_file: Path | None = None) -> Run:
-        cmd = [str(BIN / "ansible-playbook"), f"playbooks/{name}.yml", "-e", f"cluster_file={spec_file or self.spec_file}"]
+        cmd = [
+            str(BIN / "ansible-playbook"),
+            f"playbooks/{name}.yml",
+            "-e",
+            f"cluster_file={spec_file or self.spec_file}",
+        ]
         proc = subprocess.run(
             [*cmd, *extra], cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=900, check=False
         )
@@ -56,7 +61,12 @@ class Cluster:
     def members(self) -> dict[str, dict]:
         """Members as the trove.dbaas.clusters inventory plugin sees them."""
         proc = subprocess.run(
-            [str(BIN / "ansible-inventory"), "--list"], cwd=ROOT, env=self.env, capture_output=True, text=True, check=True
+            [str(BIN / "ansible-inventory"), "--list"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         inv = json.loads(proc.stdout)
         group = "trove_cluster_" + self.name.replace("-", "_")

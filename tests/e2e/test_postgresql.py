@@ -9,6 +9,7 @@ import uuid
 import psycopg2
 import pytest
 import testinfra
+import yaml
 from conftest import ROOT, Cluster, assert_ok, make_cluster
 
 pytestmark = pytest.mark.postgresql
@@ -75,7 +76,9 @@ def test_inventory_plugin_finds_every_member(pg_cluster):
 
 def test_one_primary_and_two_streaming_replicas(pg_cluster):
     assert sorted(roles(pg_cluster).values()) == ["primary", "replica", "replica"]
-    rows = admin_query(pg_cluster, primary_of(pg_cluster), "SELECT application_name, state FROM pg_stat_replication ORDER BY 1")
+    rows = admin_query(
+        pg_cluster, primary_of(pg_cluster), "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+    )
     assert rows == [["e2e-pg-1", "streaming"], ["e2e-pg-2", "streaming"]]
 
 
@@ -139,7 +142,7 @@ def test_status_shows_roles_and_lag(pg_cluster):
 
 def test_secrets_are_private_and_never_printed(pg_cluster):
     secrets = pg_cluster.home / "secrets" / pg_cluster.name
-    files = list((secrets / "credentials").iterdir()) + [secrets / "tls" / "ca.key"]
+    files = [*(secrets / "credentials").iterdir(), secrets / "tls" / "ca.key"]
     assert {oct(f.stat().st_mode & 0o777) for f in files} == {"0o600"}
     passwords = [pg_cluster.password(f.stem) for f in (secrets / "credentials").iterdir()]
     for run in pg_cluster.runs:
@@ -165,8 +168,6 @@ def postmaster_start(cluster: Cluster) -> dict[str, str]:
 
 
 def test_parameters_reload_or_restart_by_context(pg_cluster, tmp_path):
-    import yaml
-
     document = yaml.safe_load(pg_cluster.spec_file.read_text())
     before = postmaster_start(pg_cluster)
 
@@ -210,7 +211,9 @@ def test_delete_needs_confirmation_keeps_data_and_purges(pg_cluster):
     token = query(pg_cluster, address(pg_cluster, primary_of(pg_cluster)), "SELECT max(token) FROM e2e")[0][0]
     assert_ok(pg_cluster.playbook("cluster_delete", "-e", f"confirm={pg_cluster.name}"))
     assert pg_cluster.members() == {}
-    volumes = podman("volume", "ls", "--format", "{{.Name}}", "--filter", f"label=trove.dbaas/cluster={pg_cluster.name}")
+    volumes = podman(
+        "volume", "ls", "--format", "{{.Name}}", "--filter", f"label=trove.dbaas/cluster={pg_cluster.name}"
+    )
     assert sorted(volumes.split()) == ["e2e-pg-0-data", "e2e-pg-1-data", "e2e-pg-2-data"]
 
     # The kept volumes bring the data back with the members.
@@ -219,5 +222,7 @@ def test_delete_needs_confirmation_keeps_data_and_purges(pg_cluster):
 
     assert_ok(pg_cluster.playbook("cluster_delete", "-e", f"confirm={pg_cluster.name}", "-e", "purge=true"))
     assert pg_cluster.members() == {}
-    volumes = podman("volume", "ls", "--format", "{{.Name}}", "--filter", f"label=trove.dbaas/cluster={pg_cluster.name}")
+    volumes = podman(
+        "volume", "ls", "--format", "{{.Name}}", "--filter", f"label=trove.dbaas/cluster={pg_cluster.name}"
+    )
     assert volumes.split() == []

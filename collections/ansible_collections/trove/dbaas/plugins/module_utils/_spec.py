@@ -329,8 +329,8 @@ def _fill(value: Any, schema: Any, root: Mapping[str, Any]) -> Any:
         return value
     if isinstance(value, dict) and "properties" in schema:
         out = {}
-        for key, sub in schema["properties"].items():
-            sub = _resolve(sub, root)
+        for key, raw in schema["properties"].items():
+            sub = _resolve(raw, root)
             if key in value:
                 out[key] = _fill(value[key], sub, root)
             elif isinstance(sub, Mapping) and "default" in sub:
