@@ -3,8 +3,8 @@
 ansible-core validates the entry point's spec when a role is included (tasks_from picks the entry
 point) and templates the values of the listed options, so an entry point must list exactly the
 options its tasks read: an unused option whose default references a variable the caller does not
-have fails the include. The usage check follows static include_tasks/import_tasks, the templates a
-task names, and the defaults/vars that a used default references.
+have fails the include. The usage check follows static include_tasks/import_tasks, the handlers and
+templates the tasks name, and the defaults/vars that a used default references.
 
 Rules: tasks files starting with `_` are private; every other tasks file is an entry point.
 """
@@ -21,15 +21,6 @@ import yaml
 
 ROLES_DIR = Path(__file__).resolve().parents[2] / "roles"
 ROLES = sorted(p.name for p in ROLES_DIR.iterdir() if (p / "tasks").is_dir())
-
-# Public tasks files that are helpers, not entry points. They break the rule above and are listed
-# only until they are renamed to `_<name>.yml` or become entry points; the list may only shrink.
-PENDING_RENAME: dict[str, set[str]] = {
-    "guest": {"ca", "tls"},
-    "host_container": {"publish"},
-    "image": {"build", "rootfs"},
-    "postgresql": {"apply_config", "configure", "endpoint", "health", "objects", "preflight", "primary", "replica"},
-}
 
 TYPES: dict[str, tuple[type, ...]] = {
     "str": (str,),
@@ -121,12 +112,39 @@ def _includes(node: Any) -> Iterator[str]:
             yield from _includes(item)
 
 
+def _values_of(node: Any, wanted: str) -> Iterator[Any]:
+    """Every value of key `wanted` anywhere in a YAML document."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == wanted:
+                yield value
+            yield from _values_of(value, wanted)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _values_of(item, wanted)
+
+
+def _notified_handlers(role: str, tasks: list[Any]) -> list[str]:
+    """Strings of the handlers in handlers/main.yml that the given tasks notify (by name or listen)."""
+    path = ROLES_DIR / role / "handlers" / "main.yml"
+    if not path.is_file():
+        return []
+    notified = {name for task in tasks for value in _values_of(task, "notify") for name in _strings(value)}
+    texts = []
+    for handler in _load(path) or []:
+        topics = set(_strings(handler.get("name"))) | set(_strings(handler.get("listen")))
+        if topics & notified:
+            texts.extend(_strings(handler))
+    return texts
+
+
 def _used_names(role: str, entry_point: str) -> tuple[set[str], list[str]]:
     """Role defaults an entry point reads, and the includes too dynamic to follow."""
     tasks_dir = ROLES_DIR / role / "tasks"
     start = _task_file(role, entry_point)
     assert start is not None
     texts: list[str] = []
+    tasks: list[Any] = []
     dynamic: list[str] = []
     seen: set[Path] = set()
     pending = [start]
@@ -136,12 +154,14 @@ def _used_names(role: str, entry_point: str) -> tuple[set[str], list[str]]:
             continue
         seen.add(path)
         data = _load(path)
+        tasks.append(data)
         texts.extend(_strings(data))
         for name in _includes(data):
             if not isinstance(name, str) or _is_templated(name) or not (tasks_dir / name).is_file():
                 dynamic.append(f"{path.name}: {name!r}")
             else:
                 pending.append(tasks_dir / name)
+    texts.extend(_notified_handlers(role, tasks))
     templates_dir = ROLES_DIR / role / "templates"
     if templates_dir.is_dir():
         named = [t for t in templates_dir.rglob("*") if t.is_file()]
@@ -189,10 +209,7 @@ def test_entry_points_have_tasks_files(role: str) -> None:
 @pytest.mark.parametrize("role", ROLES)
 def test_public_tasks_files_are_entry_points(role: str) -> None:
     entry_points = set(_specs(role))
-    pending = PENDING_RENAME.get(role, set())
-    stale = sorted(name for name in pending if name in entry_points or _task_file(role, name) is None)
-    assert not stale, f"{role}: remove {stale} from PENDING_RENAME (renamed or now entry points)"
-    orphans = sorted(_public_task_files(role) - entry_points - pending)
+    orphans = sorted(_public_task_files(role) - entry_points)
     assert not orphans, f"{role}: tasks files {orphans} are public but not entry points: rename them _<name>.yml"
 
 

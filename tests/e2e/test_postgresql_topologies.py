@@ -1,0 +1,69 @@
+"""The other PostgreSQL shapes: a standalone member, and synchronous replication."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from conftest import assert_ok, make_cluster
+from test_postgresql import address, admin_query, connect, member_host, query
+
+pytestmark = [pytest.mark.postgresql, pytest.mark.xdist_group("pg-topologies")]
+
+
+@pytest.fixture(scope="module")
+def pg_single(tmp_path_factory):
+    cluster = make_cluster(tmp_path_factory, "postgresql-standalone.yml", "e2e-single")
+    assert_ok(cluster.playbook("cluster_apply"))
+    yield cluster
+    cluster.playbook("cluster_delete", "-e", f"confirm={cluster.name}", "-e", "purge=true")
+
+
+@pytest.fixture(scope="module")
+def pg_sync(tmp_path_factory):
+    cluster = make_cluster(
+        tmp_path_factory, "postgresql-replicated.yml", "e2e-sync", members=2, replication={"mode": "sync"}
+    )
+    assert_ok(cluster.playbook("cluster_apply"))
+    yield cluster
+    cluster.playbook("cluster_delete", "-e", f"confirm={cluster.name}", "-e", "purge=true")
+
+
+def test_standalone_is_one_primary_without_replicas(pg_single):
+    members = pg_single.members()
+    assert list(members) == ["e2e-single-0"]
+    host = address(pg_single, "e2e-single-0")
+    assert query(pg_single, host, "SELECT pg_is_in_recovery()") == [(False,)]
+    assert admin_query(pg_single, "e2e-single-0", "SELECT count(*) FROM pg_stat_replication") == [["0"]]
+    query(pg_single, host, "CREATE TABLE IF NOT EXISTS t (id int); INSERT INTO t VALUES (1)")
+    assert query(pg_single, host, "SELECT count(*) FROM t") == [(1,)]
+
+
+def test_sync_replica_acknowledges_every_commit(pg_sync):
+    assert admin_query(pg_sync, "e2e-sync-0", "SHOW synchronous_standby_names") == [['ANY 1 ("e2e-sync-1")']]
+    assert admin_query(pg_sync, "e2e-sync-0", "SELECT application_name, sync_state FROM pg_stat_replication") == [
+        ["e2e-sync-1", "quorum"]
+    ]
+
+
+def test_commit_waits_while_the_sync_replica_is_down(pg_sync):
+    replica = member_host(pg_sync, "e2e-sync-1")
+    replica.check_output("systemctl stop postgresql@15-main")
+    try:
+        conn = connect(pg_sync, address(pg_sync, "e2e-sync-0"))
+        conn.autocommit = True
+        # The commit waits for the missing standby until cancelled; PostgreSQL then warns that
+        # it committed locally only.
+        canceller = threading.Timer(3, conn.cancel)
+        canceller.start()
+        started = time.monotonic()
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE sync_check (id int)")
+        waited = time.monotonic() - started
+        conn.close()
+        assert waited >= 2.5
+        assert any("synchronous replication" in notice for notice in conn.notices), conn.notices
+    finally:
+        replica.check_output("systemctl start postgresql@15-main")
+    assert_ok(pg_sync.playbook("cluster_status"))
