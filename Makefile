@@ -40,9 +40,12 @@ demo: images
 
 unit: deps
 	cd $(COLLECTION) && $(BIN)/python -m pytest tests/unit -q -p no:cacheprovider
+	$(BIN)/python -m pytest tests/unit -q -p no:cacheprovider
+	$(BIN)/python tools/gen_spec_reference.py --check
 
+# One cluster per test module; modules run in parallel on two workers.
 e2e: images
-	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider
+	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -n 2 --dist loadscope
 
 test: lint unit e2e build
 
@@ -56,6 +59,10 @@ build: deps
 	mkdir -p build
 	$(BIN)/ansible-galaxy collection build $(COLLECTION) --output-path build --force
 
+# Removes the demo cluster (with its volumes) and clusters left by interrupted test runs.
 clean:
-	-$(BIN)/python tests/e2e/cleanup.py
+	-$(BIN)/ansible-playbook playbooks/cluster_delete.yml -e @$(DEMO) -e confirm=$$(sed -n 's/^  name: //p' $(DEMO) | head -1) -e purge=true
+	-for c in $$(podman ps -a --format '{{index .Labels "trove.dbaas/cluster"}}' | grep '^e2e-' | sort -u); do \
+	  podman rm -f $$(podman ps -aq --filter label=trove.dbaas/cluster=$$c); \
+	  podman volume rm $$(podman volume ls -q --filter label=trove.dbaas/cluster=$$c); done
 	rm -rf build

@@ -58,6 +58,10 @@ class Cluster:
         (self.log_dir / f"{len(self.runs):02d}-{name}.log").write_text(run.output)
         return run
 
+    def purge(self) -> None:
+        """Delete the cluster and its volumes (also what an interrupted earlier run left)."""
+        assert_ok(self.playbook("cluster_delete", "-e", f"confirm={self.name}", "-e", "purge=true"))
+
     def members(self) -> dict[str, dict]:
         """Members as the trove.dbaas.clusters inventory plugin sees them."""
         proc = subprocess.run(
@@ -112,8 +116,9 @@ def assert_ok(run: Run) -> None:
 def pg_cluster(tmp_path_factory: pytest.TempPathFactory):
     """The replicated example (3 members), applied once for the session."""
     cluster = make_cluster(tmp_path_factory, "postgresql-replicated.yml", "e2e-pg")
+    cluster.purge()
     created = cluster.playbook("cluster_apply")
     assert_ok(created)
     cluster.created = created
     yield cluster
-    cluster.playbook("cluster_delete", "-e", f"confirm={cluster.name}", "-e", "purge=true")
+    cluster.purge()

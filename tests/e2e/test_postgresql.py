@@ -12,7 +12,7 @@ import testinfra
 import yaml
 from conftest import ROOT, Cluster, assert_ok, make_cluster
 
-pytestmark = [pytest.mark.postgresql, pytest.mark.xdist_group("pg-replicated")]
+pytestmark = pytest.mark.postgresql
 
 
 def connect(cluster: Cluster, address: str, user: str = "app", sslmode: str = "verify-full", **kw):

@@ -9,15 +9,16 @@ import pytest
 from conftest import assert_ok, make_cluster
 from test_postgresql import address, admin_query, connect, member_host, query
 
-pytestmark = [pytest.mark.postgresql, pytest.mark.xdist_group("pg-topologies")]
+pytestmark = pytest.mark.postgresql
 
 
 @pytest.fixture(scope="module")
 def pg_single(tmp_path_factory):
     cluster = make_cluster(tmp_path_factory, "postgresql-standalone.yml", "e2e-single")
+    cluster.purge()
     assert_ok(cluster.playbook("cluster_apply"))
     yield cluster
-    cluster.playbook("cluster_delete", "-e", f"confirm={cluster.name}", "-e", "purge=true")
+    cluster.purge()
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +26,10 @@ def pg_sync(tmp_path_factory):
     cluster = make_cluster(
         tmp_path_factory, "postgresql-replicated.yml", "e2e-sync", members=2, replication={"mode": "sync"}
     )
+    cluster.purge()
     assert_ok(cluster.playbook("cluster_apply"))
     yield cluster
-    cluster.playbook("cluster_delete", "-e", f"confirm={cluster.name}", "-e", "purge=true")
+    cluster.purge()
 
 
 def test_standalone_is_one_primary_without_replicas(pg_single):
