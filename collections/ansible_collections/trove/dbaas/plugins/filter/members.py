@@ -8,9 +8,9 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.trove.dbaas.plugins.module_utils import _members
 
 
-def free_addresses(subnet: str, used: list[str], count: int) -> list[str]:
+def free_addresses(subnet: str, used: list[str], count: int, seed: str = "") -> list[str]:
     try:
-        return _members.free_addresses(subnet, used, int(count))
+        return _members.free_addresses(subnet, used, int(count), str(seed))
     except ValueError as exc:
         raise AnsibleFilterError(str(exc)) from exc
 

@@ -6,6 +6,7 @@ Everything here is derived from live data (podman labels); nothing is stored on 
 from __future__ import annotations
 
 import ipaddress
+import zlib
 from typing import Any
 
 LABEL = "trove.dbaas/"
@@ -44,16 +45,17 @@ def member_index(name: str) -> int:
     return int(tail) if tail.isdigit() else -1
 
 
-def free_addresses(subnet: str, used: list[str], count: int) -> list[str]:
-    """The first `count` host addresses of `subnet` that are not in `used`."""
+def free_addresses(subnet: str, used: list[str], count: int, seed: str = "") -> list[str]:
+    """`count` host addresses of `subnet` that are not in `used`.
+
+    The search starts at an offset derived from `seed` (the cluster name) and wraps around, so
+    clusters created at the same time on one network look in different places.
+    """
     network = ipaddress.ip_network(subnet, strict=False)
+    hosts = list(network.hosts())[FIRST_HOST_OFFSET - 1 :]
     taken = {ipaddress.ip_address(a) for a in used if a}
-    free = []
-    for offset, address in enumerate(network.hosts(), start=1):
-        if len(free) == count:
-            break
-        if offset >= FIRST_HOST_OFFSET and address not in taken:
-            free.append(str(address))
+    start = zlib.crc32(seed.encode()) % len(hosts) if seed and hosts else 0
+    free = [str(a) for a in hosts[start:] + hosts[:start] if a not in taken][:count]
     if len(free) < count:
         raise ValueError(f"subnet {subnet} has {len(free)} free addresses, {count} needed")
     return free

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+from ansible_collections.trove.dbaas.plugins.module_utils import _members
+
+
+def test_plan_names_members_in_placement_order():
+    placement = [{"backend": "container", "count": 2}, {"backend": "nova", "count": 1}]
+    assert _members.plan_members("pg", placement) == [
+        {"name": "pg-0", "placement": 0, "backend": "container"},
+        {"name": "pg-1", "placement": 0, "backend": "container"},
+        {"name": "pg-2", "placement": 1, "backend": "nova"},
+    ]
+
+
+def test_free_addresses_skip_used_and_reserved_ones():
+    got = _members.free_addresses("10.1.0.0/24", ["10.1.0.10", "10.1.0.11"], 2)
+    assert got == ["10.1.0.12", "10.1.0.13"]
+
+
+def test_free_addresses_start_where_the_seed_says_and_wrap():
+    a = _members.free_addresses("10.1.0.0/24", [], 3, "cluster-a")
+    b = _members.free_addresses("10.1.0.0/24", [], 3, "cluster-b")
+    assert a == _members.free_addresses("10.1.0.0/24", [], 3, "cluster-a")
+    assert not set(a) & set(b)
+    small = _members.free_addresses("10.1.0.0/28", [], 5, "x")
+    assert sorted(small, key=lambda s: int(s.rsplit(".", 1)[1])) == [f"10.1.0.{n}" for n in range(10, 15)]
+
+
+def test_free_addresses_refuse_a_full_subnet():
+    with pytest.raises(ValueError, match="has 4 free addresses, 5 needed"):
+        _members.free_addresses("10.1.0.0/28", ["10.1.0.14"], 5)
+
+
+def test_podman_members_read_labels_and_sort_by_index():
+    ps = [
+        {
+            "Names": ["c-10"],
+            "State": "running",
+            "Id": "b",
+            "Labels": {"trove.dbaas/cluster": "c", "trove.dbaas/member": "c-10", "trove.dbaas/address": "10.0.0.20"},
+        },
+        {
+            "Names": ["c-2"],
+            "State": "exited",
+            "Id": "a",
+            "Labels": {
+                "trove.dbaas/cluster": "c",
+                "trove.dbaas/member": "c-2",
+                "trove.dbaas/address": "10.0.0.12",
+                "trove.dbaas/placement": "1",
+            },
+        },
+        {"Names": ["other"], "State": "running", "Id": "z", "Labels": {}},
+    ]
+    members = _members.podman_members(ps)
+    assert [(m["name"], m["state"], m["placement"]) for m in members] == [("c-2", "exited", 1), ("c-10", "running", 0)]
