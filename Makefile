@@ -13,12 +13,13 @@ export PATH := $(BIN):$(PATH)
 # The project's own podman settings (installed by the image/backend roles); /etc is left alone.
 export CONTAINERS_CONF := /var/lib/trove-dbaas/containers.conf
 
-.PHONY: help deps images demo test unit e2e lint build clean
+.PHONY: help deps images demo test unit e2e lint build bench clean
 help:
 	@echo "make demo   - install, build images, apply $(DEMO), show status and DSN"
 	@echo "make test   - unit + end-to-end tests on real containers (what CI runs)"
 	@echo "make lint   - ansible-lint (production), ruff, yamllint"
 	@echo "make build  - build the collection tarball"
+	@echo "make bench  - switchover/failover write gaps, apply times (JSON)"
 	@echo "make clean  - delete test/demo clusters and build output"
 
 $(VENV)/.installed: requirements.txt
@@ -58,6 +59,9 @@ lint: deps
 build: deps
 	mkdir -p build
 	$(BIN)/ansible-galaxy collection build $(COLLECTION) --output-path build --force
+
+bench: images
+	$(BIN)/python benchmarks/postgresql.py
 
 # Removes the demo cluster (with its volumes) and clusters left by interrupted test runs.
 clean:

@@ -1,0 +1,148 @@
+"""PostgreSQL role changes on real members: switchover and failover, checked in the database."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+
+import psycopg2
+import pytest
+from conftest import assert_ok, make_cluster
+from test_postgresql import address, admin_query, query, roles
+
+pytestmark = pytest.mark.postgresql
+
+
+@pytest.fixture(scope="module")
+def pg_ha(tmp_path_factory):
+    cluster = make_cluster(tmp_path_factory, "postgresql-replicated.yml", "e2e-day2")
+    cluster.purge()
+    assert_ok(cluster.playbook("cluster_apply"))
+    primary = address(cluster, "e2e-day2-0")
+    query(cluster, primary, "CREATE TABLE IF NOT EXISTS ticks (id bigint PRIMARY KEY)")
+    yield cluster
+    cluster.purge()
+
+
+class Writer(threading.Thread):
+    """Commits one row every 10 ms through the multi-host DSN; remembers what was acknowledged."""
+
+    def __init__(self, cluster, start: int):
+        super().__init__(daemon=True)
+        self.cluster, self.next_id, self.acked = cluster, start, []
+        self.hosts = ",".join(hv["ansible_host"] for hv in cluster.members().values())
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        conn = None
+        while not self.stopping.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg2.connect(
+                        host=self.hosts,
+                        port=5432,
+                        dbname="appdb",
+                        user="app",
+                        password=self.cluster.password("app"),
+                        sslmode="verify-full",
+                        sslrootcert=str(self.cluster.ca_file),
+                        target_session_attrs="read-write",
+                        connect_timeout=2,
+                    )
+                    conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO ticks VALUES (%s)", (self.next_id,))
+                self.acked.append(self.next_id)
+                self.next_id += 1
+            except psycopg2.Error:
+                conn = None
+            time.sleep(0.01)
+
+    def stop(self) -> list[int]:
+        self.stopping.set()
+        self.join(10)
+        return self.acked
+
+
+def missing_on_primary(cluster, acked: list[int]) -> list[int]:
+    primary = next(n for n, r in roles(cluster).items() if r == "primary")
+    rows = query(cluster, address(cluster, primary), f"SELECT id FROM ticks WHERE id >= {min(acked)}")
+    return sorted(set(acked) - {r[0] for r in rows})
+
+
+def timeline(cluster, member: str) -> int:
+    return int(admin_query(cluster, member, "SELECT timeline_id FROM pg_control_checkpoint()")[0][0])
+
+
+def test_switchover_refuses_an_unknown_target(pg_ha):
+    run = pg_ha.playbook("switchover", "-e", "target=e2e-day2-9")
+    assert run.rc != 0
+    assert (
+        "target: e2e-day2-9 cannot become primary (not a member; members: e2e-day2-0, e2e-day2-1, e2e-day2-2)"
+        in run.output
+    )
+    assert roles(pg_ha)["e2e-day2-0"] == "primary"
+
+
+def test_switchover_to_a_named_replica_loses_no_commit(pg_ha):
+    before = timeline(pg_ha, "e2e-day2-0")
+    writer = Writer(pg_ha, 1)
+    writer.start()
+    time.sleep(1)
+    run = pg_ha.playbook("switchover", "-e", "target=e2e-day2-2")
+    time.sleep(1)
+    acked = writer.stop()
+    assert_ok(run)
+    assert roles(pg_ha) == {"e2e-day2-0": "replica", "e2e-day2-1": "replica", "e2e-day2-2": "primary"}
+    assert len(acked) > 100
+    assert missing_on_primary(pg_ha, acked) == []
+    assert timeline(pg_ha, "e2e-day2-2") == before + 1
+    streaming = admin_query(pg_ha, "e2e-day2-2", "SELECT application_name, state FROM pg_stat_replication ORDER BY 1")
+    assert streaming == [["e2e-day2-0", "streaming"], ["e2e-day2-1", "streaming"]]
+    # The demoted primary keeps no replication slots (they would hold WAL forever).
+    assert admin_query(pg_ha, "e2e-day2-0", "SELECT count(*) FROM pg_replication_slots") == [["0"]]
+
+
+def test_failover_is_refused_while_the_primary_answers(pg_ha):
+    run = pg_ha.playbook("failover")
+    assert run.rc != 0
+    assert "primary e2e-day2-2 still answers" in run.output
+    assert roles(pg_ha)["e2e-day2-2"] == "primary"
+
+
+def test_failover_promotes_a_replica_and_the_old_primary_rejoins(pg_ha):
+    writer = Writer(pg_ha, 1_000_000)
+    writer.start()
+    time.sleep(1)
+    subprocess.run(["podman", "stop", "-t", "5", "e2e-day2-2"], check=True, capture_output=True)
+    run = pg_ha.playbook("failover")
+    time.sleep(1)
+    acked = writer.stop()
+    assert_ok(run)
+    members = pg_ha.members()
+    assert members["e2e-day2-2"]["trove_state"] == "exited"
+    live = {n: r for n, r in roles_of_running(pg_ha).items()}
+    assert sorted(live.values()) == ["primary", "replica"]
+    # Acknowledged commits the old primary had shipped before it stopped are all there.
+    assert missing_on_primary_running(pg_ha, acked) == []
+
+    subprocess.run(["podman", "start", "e2e-day2-2"], check=True, capture_output=True)
+    assert_ok(pg_ha.playbook("cluster_apply"))
+    assert sorted(roles(pg_ha).values()) == ["primary", "replica", "replica"]
+    assert roles(pg_ha)["e2e-day2-2"] == "replica"
+
+
+def roles_of_running(cluster) -> dict[str, str]:
+    out = {}
+    for name, hv in cluster.members().items():
+        if hv["trove_state"] == "running":
+            standby = query(cluster, hv["ansible_host"], "SELECT pg_is_in_recovery()")[0][0]
+            out[name] = "replica" if standby else "primary"
+    return out
+
+
+def missing_on_primary_running(cluster, acked: list[int]) -> list[int]:
+    primary = next(n for n, r in roles_of_running(cluster).items() if r == "primary")
+    rows = query(cluster, address(cluster, primary), f"SELECT id FROM ticks WHERE id >= {min(acked)}")
+    return sorted(set(acked) - {r[0] for r in rows})
