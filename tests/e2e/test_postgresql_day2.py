@@ -8,6 +8,7 @@ import time
 
 import psycopg2
 import pytest
+import yaml
 from conftest import assert_ok, make_cluster
 from test_postgresql import address, admin_query, query, roles
 
@@ -146,3 +147,63 @@ def missing_on_primary_running(cluster, acked: list[int]) -> list[int]:
     primary = next(n for n, r in roles_of_running(cluster).items() if r == "primary")
     rows = query(cluster, address(cluster, primary), f"SELECT id FROM ticks WHERE id >= {min(acked)}")
     return sorted(set(acked) - {r[0] for r in rows})
+
+
+def apply_with(cluster, tmp_path, **spec) -> None:
+    """Apply the cluster's document with `spec` changes, and keep it as the cluster's document."""
+    document = yaml.safe_load(cluster.spec_file.read_text())
+    document["spec"].update(spec)
+    changed = tmp_path / "cluster.yml"
+    changed.write_text(yaml.safe_dump(document))
+    assert_ok(cluster.playbook("cluster_apply", spec_file=changed))
+    cluster.spec_file.write_text(changed.read_text())
+
+
+def volumes(cluster) -> list[str]:
+    out = subprocess.run(
+        ["podman", "volume", "ls", "--format", "{{.Name}}", "--filter", f"label=trove.dbaas/cluster={cluster.name}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return sorted(out.split())
+
+
+def test_scale_up_adds_a_streaming_replica(pg_ha, tmp_path):
+    apply_with(pg_ha, tmp_path, members=4)
+    assert sorted(roles(pg_ha).values()) == ["primary", "replica", "replica", "replica"]
+    primary = next(n for n, r in roles(pg_ha).items() if r == "primary")
+    query(pg_ha, address(pg_ha, primary), "INSERT INTO ticks VALUES (-1)")
+    time.sleep(1)
+    assert query(pg_ha, address(pg_ha, "e2e-day2-3"), "SELECT count(*) FROM ticks WHERE id = -1") == [(1,)]
+
+
+def test_replacing_the_primary_moves_the_role_and_retires_the_old_member(pg_ha):
+    primary = next(n for n, r in roles(pg_ha).items() if r == "primary")
+    count = query(pg_ha, address(pg_ha, primary), "SELECT count(*) FROM ticks")[0][0]
+    assert_ok(pg_ha.playbook("member_replace", "-e", f"member={primary}"))
+    now = roles(pg_ha)
+    assert primary not in now and "e2e-day2-4" in now
+    assert sorted(now.values()) == ["primary", "replica", "replica", "replica"]
+    assert f"{primary}-data" not in volumes(pg_ha)
+    new_primary = next(n for n, r in now.items() if r == "primary")
+    assert query(pg_ha, address(pg_ha, new_primary), "SELECT count(*) FROM ticks") == [(count,)]
+    streaming = admin_query(pg_ha, new_primary, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+    assert streaming == [["3"]]
+
+
+def test_replace_refuses_an_unknown_member(pg_ha):
+    run = pg_ha.playbook("member_replace", "-e", "member=e2e-day2-77")
+    assert run.rc != 0
+    assert "member: e2e-day2-77 is not a member of e2e-day2" in run.output
+
+
+def test_scale_down_removes_replicas_and_their_slots(pg_ha, tmp_path):
+    apply_with(pg_ha, tmp_path, members=2)
+    now = roles(pg_ha)
+    assert sorted(now.values()) == ["primary", "replica"]
+    assert len(volumes(pg_ha)) == 2
+    primary = next(n for n, r in now.items() if r == "primary")
+    slots = admin_query(pg_ha, primary, "SELECT slot_name FROM pg_replication_slots ORDER BY 1")
+    replica = next(n for n, r in now.items() if r == "replica")
+    assert slots == [[replica.replace("-", "_")]]

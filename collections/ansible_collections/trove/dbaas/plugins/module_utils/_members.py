@@ -61,11 +61,29 @@ def free_addresses(subnet: str, used: list[str], count: int, seed: str = "") -> 
     return free
 
 
-def plan_members(cluster: str, placement: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Member names for each placement entry: <cluster>-0 .. <cluster>-(members-1), in entry order."""
-    plan, index = [], 0
+def plan_members(
+    cluster: str,
+    placement: list[dict[str, Any]],
+    existing: list[dict[str, Any]] | None = None,
+    retire: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The members the cluster should have, per placement entry.
+
+    Existing members are kept (lowest index first) up to each entry's count, except those in
+    `retire`; missing ones get new names `<cluster>-<n>` with `n` above every index in use, so a
+    retired member's name is never reused while it exists. A new cluster gets 0..members-1.
+    """
+    existing, retire = existing or [], set(retire or [])
+    used = [member_index(m["name"]) for m in existing]
+    next_index = max(used, default=-1) + 1
+    plan = []
     for entry_no, entry in enumerate(placement):
-        for _ in range(int(entry["count"])):
-            plan.append({"name": f"{cluster}-{index}", "placement": entry_no, "backend": entry["backend"]})
-            index += 1
+        keep = sorted(
+            (m for m in existing if int(m.get("placement", 0)) == entry_no and m["name"] not in retire),
+            key=lambda m: member_index(m["name"]),
+        )[: int(entry["count"])]
+        plan += [{"name": m["name"], "placement": entry_no, "backend": entry["backend"]} for m in keep]
+        for _ in range(int(entry["count"]) - len(keep)):
+            plan.append({"name": f"{cluster}-{next_index}", "placement": entry_no, "backend": entry["backend"]})
+            next_index += 1
     return plan

@@ -55,3 +55,25 @@ def test_podman_members_read_labels_and_sort_by_index():
     ]
     members = _members.podman_members(ps)
     assert [(m["name"], m["state"], m["placement"]) for m in members] == [("c-2", "exited", 1), ("c-10", "running", 0)]
+
+
+def _existing(*names: str, placement: int = 0) -> list[dict]:
+    return [{"name": n, "placement": placement} for n in names]
+
+
+def test_plan_keeps_existing_members_and_scales_down_from_the_highest_index():
+    placement = [{"backend": "container", "count": 2}]
+    plan = _members.plan_members("pg", placement, _existing("pg-0", "pg-1", "pg-2"))
+    assert [m["name"] for m in plan] == ["pg-0", "pg-1"]
+
+
+def test_plan_scales_up_with_fresh_names():
+    placement = [{"backend": "container", "count": 4}]
+    plan = _members.plan_members("pg", placement, _existing("pg-0", "pg-2"))
+    assert [m["name"] for m in plan] == ["pg-0", "pg-2", "pg-3", "pg-4"]
+
+
+def test_plan_replaces_a_retired_member_with_a_new_name():
+    placement = [{"backend": "container", "count": 3}]
+    plan = _members.plan_members("pg", placement, _existing("pg-0", "pg-1", "pg-2"), retire=["pg-1"])
+    assert [m["name"] for m in plan] == ["pg-0", "pg-2", "pg-3"]
