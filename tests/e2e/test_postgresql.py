@@ -191,6 +191,61 @@ def test_parameters_reload_or_restart_by_context(pg_cluster, tmp_path):
     pg_cluster.spec_file.write_text(yaml.safe_dump(document))
 
 
+def test_rotate_credentials_without_restart(pg_cluster):
+    refused = pg_cluster.playbook("rotate_credentials", "-e", "users=nobody")
+    assert refused.rc != 0 and "users: nobody unknown; allowed: app, replicator, reporting" in refused.output
+
+    started = postmaster_start(pg_cluster)
+    old = {u: pg_cluster.password(u) for u in ("app", "replicator", "reporting")}
+    assert_ok(pg_cluster.playbook("rotate_credentials"))
+    assert all(pg_cluster.password(u) != old[u] for u in old)
+    primary = primary_of(pg_cluster)
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(
+            host=address(pg_cluster, primary),
+            dbname="appdb",
+            user="app",
+            password=old["app"],
+            sslmode="verify-full",
+            sslrootcert=str(pg_cluster.ca_file),
+            connect_timeout=5,
+        )
+    query(pg_cluster, address(pg_cluster, primary), "INSERT INTO e2e VALUES ('after-rotation')")
+    # Replicas reconnect with the new replication password (forced here) and keep streaming.
+    admin_query(pg_cluster, primary, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = admin_query(pg_cluster, primary, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+        if rows == [["2"]]:
+            break
+        time.sleep(1)
+    assert rows == [["2"]]
+    assert postmaster_start(pg_cluster) == started
+
+
+def served_serial(cluster: Cluster, member: str) -> str:
+    """Serial of the certificate a member's PostgreSQL presents, read over the wire."""
+    out = subprocess.run(
+        f"openssl s_client -starttls postgres -connect {address(cluster, member)}:5432 -CAfile {cluster.ca_file}"
+        " -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial",
+        shell=True,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_rotate_tls_serves_new_certificates_without_restart(pg_cluster):
+    started = postmaster_start(pg_cluster)
+    before = {m: served_serial(pg_cluster, m) for m in pg_cluster.members()}
+    assert_ok(pg_cluster.playbook("rotate_tls"))
+    after = {m: served_serial(pg_cluster, m) for m in pg_cluster.members()}
+    assert all(after[m] != before[m] for m in before)
+    assert postmaster_start(pg_cluster) == started
+    assert query(pg_cluster, address(pg_cluster, primary_of(pg_cluster)), "SELECT 1") == [(1,)]
+
+
 def test_invalid_spec_is_refused_before_any_change(tmp_path_factory):
     cluster = make_cluster(tmp_path_factory, "postgresql-replicated.yml", "e2e-bad", members=0)
     run = cluster.playbook("cluster_apply")
