@@ -167,6 +167,18 @@ def postmaster_start(cluster: Cluster) -> dict[str, str]:
     }
 
 
+def test_check_mode_reports_a_change_and_makes_none(pg_cluster, tmp_path):
+    document = yaml.safe_load(pg_cluster.spec_file.read_text())
+    document["spec"]["parameters"]["work_mem"] = "8MB"
+    changed = tmp_path / "check.yml"
+    changed.write_text(yaml.safe_dump(document))
+    run = pg_cluster.playbook("cluster_apply", "--check", spec_file=changed)
+    assert_ok(run)
+    assert all(run.recap()[m]["changed"] > 0 for m in pg_cluster.members())
+    primary = address(pg_cluster, primary_of(pg_cluster))
+    assert query(pg_cluster, primary, "SHOW work_mem") == [("4MB",)]
+
+
 def test_parameters_reload_or_restart_by_context(pg_cluster, tmp_path):
     document = yaml.safe_load(pg_cluster.spec_file.read_text())
     before = postmaster_start(pg_cluster)
