@@ -42,6 +42,7 @@ class Cluster:
     env: dict[str, str]
     log_dir: Path
     runs: list[Run] = field(default_factory=list)
+    created: Run | None = None
 
     def playbook(self, name: str, *extra: str, spec_file: Path | None = None) -> Run:
         cmd = [
@@ -112,13 +113,18 @@ def assert_ok(run: Run) -> None:
     assert run.rc == 0, run.output[-4000:]
 
 
+def applied_cluster(tmp_path_factory: pytest.TempPathFactory, example: str, name: str, **spec: object) -> Cluster:
+    """A cluster from an example document (with `spec` changes), applied on fresh members."""
+    cluster = make_cluster(tmp_path_factory, example, name, **spec)
+    cluster.purge()
+    cluster.created = cluster.playbook("cluster_apply")
+    assert_ok(cluster.created)
+    return cluster
+
+
 @pytest.fixture(scope="session")
 def pg_cluster(tmp_path_factory: pytest.TempPathFactory):
     """The replicated example (3 members), applied once for the session."""
-    cluster = make_cluster(tmp_path_factory, "postgresql-replicated.yml", "e2e-pg")
-    cluster.purge()
-    created = cluster.playbook("cluster_apply")
-    assert_ok(created)
-    cluster.created = created
+    cluster = applied_cluster(tmp_path_factory, "postgresql-replicated.yml", "e2e-pg")
     yield cluster
     cluster.purge()

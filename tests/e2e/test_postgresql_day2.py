@@ -9,7 +9,7 @@ import time
 import psycopg2
 import pytest
 import yaml
-from conftest import assert_ok, make_cluster
+from conftest import applied_cluster, assert_ok
 from test_postgresql import address, admin_query, query, roles
 
 pytestmark = pytest.mark.postgresql
@@ -17,9 +17,7 @@ pytestmark = pytest.mark.postgresql
 
 @pytest.fixture(scope="module")
 def pg_ha(tmp_path_factory):
-    cluster = make_cluster(tmp_path_factory, "postgresql-replicated.yml", "e2e-day2")
-    cluster.purge()
-    assert_ok(cluster.playbook("cluster_apply"))
+    cluster = applied_cluster(tmp_path_factory, "postgresql-replicated.yml", "e2e-day2")
     primary = address(cluster, "e2e-day2-0")
     query(cluster, primary, "CREATE TABLE IF NOT EXISTS ticks (id bigint PRIMARY KEY)")
     yield cluster

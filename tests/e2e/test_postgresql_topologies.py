@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from conftest import assert_ok, make_cluster
+from conftest import applied_cluster, assert_ok
 from test_postgresql import address, admin_query, connect, member_host, query
 
 pytestmark = pytest.mark.postgresql
@@ -14,20 +14,16 @@ pytestmark = pytest.mark.postgresql
 
 @pytest.fixture(scope="module")
 def pg_single(tmp_path_factory):
-    cluster = make_cluster(tmp_path_factory, "postgresql-standalone.yml", "e2e-single")
-    cluster.purge()
-    assert_ok(cluster.playbook("cluster_apply"))
+    cluster = applied_cluster(tmp_path_factory, "postgresql-standalone.yml", "e2e-single")
     yield cluster
     cluster.purge()
 
 
 @pytest.fixture(scope="module")
 def pg_sync(tmp_path_factory):
-    cluster = make_cluster(
+    cluster = applied_cluster(
         tmp_path_factory, "postgresql-replicated.yml", "e2e-sync", members=2, replication={"mode": "sync"}
     )
-    cluster.purge()
-    assert_ok(cluster.playbook("cluster_apply"))
     yield cluster
     cluster.purge()
 
