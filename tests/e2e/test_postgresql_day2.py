@@ -29,7 +29,7 @@ class Writer(threading.Thread):
 
     def __init__(self, cluster, start: int):
         super().__init__(daemon=True)
-        self.cluster, self.next_id, self.acked = cluster, start, []
+        self.cluster, self.next_id, self.acked, self.times = cluster, start, [], []
         self.hosts = ",".join(hv["ansible_host"] for hv in cluster.members().values())
         self.stopping = threading.Event()
 
@@ -53,6 +53,7 @@ class Writer(threading.Thread):
                 with conn.cursor() as cur:
                     cur.execute("INSERT INTO ticks VALUES (%s)", (self.next_id,))
                 self.acked.append(self.next_id)
+                self.times.append(time.monotonic())
                 self.next_id += 1
             except psycopg2.Error:
                 conn = None
@@ -62,6 +63,10 @@ class Writer(threading.Thread):
         self.stopping.set()
         self.join(10)
         return self.acked
+
+    def longest_gap(self) -> float:
+        """Longest time, in seconds, between two acknowledged commits."""
+        return max(b - a for a, b in zip(self.times, self.times[1:], strict=False))
 
 
 def missing_on_primary(cluster, acked: list[int]) -> list[int]:

@@ -156,6 +156,7 @@ def semantic_errors(cluster: Mapping[str, Any]) -> list[str]:
         _check_replication,
         _check_sizes,
         _check_networks,
+        _check_ports,
         _check_databases,
         _check_users,
         _check_backup,
@@ -469,6 +470,21 @@ def _check_networks(spec: Mapping[str, Any]) -> list[str]:
         subnet = entry.get("container", {}).get("subnet")
         if subnet is not None and not _is_network(subnet):
             errors.append(f"spec.placement[{index}].container.subnet: {subnet!r} is not a valid IPv4 network")
+    return errors
+
+
+def _check_ports(spec: Mapping[str, Any]) -> list[str]:
+    endpoint = spec["endpoint"]
+    proxy = endpoint["proxy"]
+    if not proxy["enabled"]:
+        return []
+    taken = {"spec.endpoint.port": endpoint["port"]}
+    errors = []
+    for field in ("primaryPort", "replicaPort"):
+        clash = [name for name, port in taken.items() if port == proxy[field]]
+        if clash:
+            errors.append(f"spec.endpoint.proxy.{field}: {proxy[field]} is already {clash[0]}; choose another port")
+        taken[f"spec.endpoint.proxy.{field}"] = proxy[field]
     return errors
 
 

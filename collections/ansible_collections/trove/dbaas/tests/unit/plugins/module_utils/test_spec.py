@@ -166,7 +166,11 @@ def test_minimal_document_gets_every_default(schema: dict[str, Any]) -> None:
                 "retention": {"full": 2},
                 "repository": {"type": "path", "path": "/var/lib/trove-backup"},
             },
-            "endpoint": {"port": 5432, "allowedCidrs": ["0.0.0.0/0"]},
+            "endpoint": {
+                "port": 5432,
+                "allowedCidrs": ["0.0.0.0/0"],
+                "proxy": {"enabled": False, "primaryPort": 5000, "replicaPort": 5001},
+            },
         },
     }
 
@@ -579,6 +583,14 @@ RULE_CASES = [
     (
         {"endpoint": {"allowedCidrs": ["10.0.0.0/8", "everywhere"]}},
         "spec.endpoint.allowedCidrs[1]: 'everywhere' is not a valid IPv4 or IPv6 network",
+    ),
+    (
+        {"endpoint": {"proxy": {"enabled": True, "replicaPort": 5432}}},
+        "spec.endpoint.proxy.replicaPort: 5432 is already spec.endpoint.port; choose another port",
+    ),
+    (
+        {"endpoint": {"proxy": {"enabled": True, "primaryPort": 6000, "replicaPort": 6000}}},
+        "spec.endpoint.proxy.replicaPort: 6000 is already spec.endpoint.proxy.primaryPort; choose another port",
     ),
 ]
 
