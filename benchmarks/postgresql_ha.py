@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 
 import yaml
-from postgresql import ROOT, Bench, Writer, around
+from postgresql import ROOT, Bench, Writer, apply_and_switch_over
 
 
 class HaBench(Bench):
     def __init__(self, work: Path, mode: str):
         super().__init__(work, mode)
         document = yaml.safe_load((ROOT / "examples/postgresql-ha.yml").read_text())
-        document["metadata"]["name"] = self.name = f"bench-ha-{mode}"
+        document["metadata"]["name"] = self.name = f"ha-bench-{mode}"
         document["spec"]["replication"] = {"mode": mode, "syncCount": 1}
         self.spec = work / f"{self.name}.yml"
         self.spec.write_text(yaml.safe_dump(document))
@@ -48,12 +48,7 @@ def killed_leader(bench: HaBench, first_id: int) -> dict:
 
 def run_mode(work: Path, mode: str) -> dict:
     bench = HaBench(work, mode)
-    bench.playbook("cluster_delete", "-e", f"confirm={bench.name}", "-e", "purge=true")
-    result = {"apply_from_images_s": bench.playbook("cluster_apply")}
-    result["noop_apply_s"] = bench.playbook("cluster_apply")
-    with bench.connect(",".join(bench.addresses().values())) as conn, conn.cursor() as cur:
-        cur.execute("CREATE TABLE ticks (id bigint PRIMARY KEY)")
-    result["switchover"] = around(bench, 1, lambda: bench.playbook("switchover"))
+    result = apply_and_switch_over(bench)
     result["automatic_failover_leader_killed"] = killed_leader(bench, 1_000_000)
     bench.playbook("cluster_delete", "-e", f"confirm={bench.name}", "-e", "purge=true")
     return result
