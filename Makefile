@@ -62,6 +62,7 @@ build: deps
 
 bench: images
 	$(BIN)/python benchmarks/postgresql.py
+	$(BIN)/python benchmarks/postgresql_ha.py
 
 # Removes the demo cluster (with its volumes) and clusters left by interrupted test runs.
 clean:

@@ -136,14 +136,20 @@ def around(bench: Bench, first_id: int, action) -> dict:
     return {**writer.result(), "playbook_s": seconds}
 
 
-def run_mode(work: Path, mode: str) -> dict:
-    bench = Bench(work, mode)
+def apply_and_switch_over(bench: Bench) -> dict:
+    """Fresh cluster, no-change apply, then a switchover under writes."""
     bench.playbook("cluster_delete", "-e", f"confirm={bench.name}", "-e", "purge=true")
     result = {"apply_from_images_s": bench.playbook("cluster_apply")}
     result["noop_apply_s"] = bench.playbook("cluster_apply")
     with bench.connect(",".join(bench.addresses().values())) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE ticks (id bigint PRIMARY KEY)")
     result["switchover"] = around(bench, 1, lambda: bench.playbook("switchover"))
+    return result
+
+
+def run_mode(work: Path, mode: str) -> dict:
+    bench = Bench(work, mode)
+    result = apply_and_switch_over(bench)
 
     def fail() -> float:
         subprocess.run(["podman", "stop", "-t", "0", bench.primary()], check=True, capture_output=True)

@@ -39,7 +39,7 @@ PLANNED_TOPOLOGIES: dict[str, tuple[str, ...]] = {
 }
 # Pairs implemented now; an engine is available when it has at least one topology here.
 AVAILABLE_TOPOLOGIES: dict[str, tuple[str, ...]] = {
-    "postgresql": ("standalone", "replicated"),
+    "postgresql": ("standalone", "replicated", "ha"),
     "mariadb": (),
     "redis": (),
 }
@@ -50,7 +50,8 @@ ENGINE_VERSIONS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_PORTS: dict[str, int] = {"postgresql": 5432, "mariadb": 3306, "redis": 6379}
 # (min, max) members per topology; topologies not listed only get the schema's 1..9.
-MEMBER_LIMITS: dict[str, tuple[int, int]] = {"standalone": (1, 1), "replicated": (2, 9)}
+# ha runs its consensus store (etcd) on the members: 3 is the fewest that survive losing one.
+MEMBER_LIMITS: dict[str, tuple[int, int]] = {"standalone": (1, 1), "replicated": (2, 9), "ha": (3, 9)}
 DEFAULT_MEMBERS: dict[str, int] = {"standalone": 1}
 DEFAULT_MEMBERS_OTHERWISE = 3
 SYNC_TOPOLOGIES = frozenset({"replicated", "ha"})

@@ -182,6 +182,13 @@ def test_standalone_defaults_to_one_member(schema: dict[str, Any]) -> None:
     assert cluster["spec"]["placement"][0]["count"] == 1
 
 
+def test_ha_defaults_to_three_members_and_accepts_sync(schema: dict[str, Any]) -> None:
+    cluster, errors = validate_cluster(minimal(topology="ha", replication={"mode": "sync", "syncCount": 2}), schema)
+    assert errors == []
+    assert cluster["spec"]["members"] == 3
+    assert cluster["spec"]["replication"] == {"mode": "sync", "syncCount": 2}
+
+
 def test_full_document_keeps_values_and_fills_the_rest(schema: dict[str, Any]) -> None:
     cluster, errors = validate_cluster(full(), schema)
     assert errors == []
@@ -477,14 +484,11 @@ RULE_CASES = [
     (
         {"topology": "galera"},
         (
-            "spec.topology: 'galera' is not available for engine 'postgresql'; available: replicated, standalone "
+            "spec.topology: 'galera' is not available for engine 'postgresql'; available: ha, replicated, standalone "
             "(galera does not exist for postgresql)"
         ),
     ),
-    (
-        {"topology": "ha"},
-        "spec.topology: 'ha' is not available for engine 'postgresql' yet; available: replicated, standalone",
-    ),
+    ({"topology": "ha", "members": 2}, "spec.members: 2 is too few for topology 'ha'; it needs at least 3"),
     ({"version": "16"}, "spec.version: '16' is not supported for engine 'postgresql'; supported: 15"),
     (
         {"topology": "standalone", "members": 3},

@@ -1,0 +1,269 @@
+"""PostgreSQL topology ha on real members: Patroni with etcd on the members, synchronous replication.
+
+Role changes are checked in the database (pg_is_in_recovery, pg_stat_replication, timelines) and
+in Patroni's own view; automatic failover happens with no playbook running.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import psycopg2
+import pytest
+import yaml
+from conftest import Cluster, applied_cluster, assert_ok
+from test_postgresql import address, admin_query, member_host, query
+from test_postgresql_day2 import Writer
+
+pytestmark = pytest.mark.postgresql
+
+NAME = "e2e-ha"
+MEMBERS = [f"{NAME}-{i}" for i in range(3)]
+TLS = "/etc/trove/tls"
+
+
+@pytest.fixture(scope="module")
+def ha(tmp_path_factory):
+    cluster = applied_cluster(tmp_path_factory, "postgresql-ha.yml", NAME)
+    leader = leader_of(cluster)
+    query(cluster, address(cluster, leader), "CREATE TABLE IF NOT EXISTS ticks (id bigint PRIMARY KEY)")
+    yield cluster
+    cluster.purge()
+
+
+def timeline(cluster: Cluster, member: str) -> int:
+    """The timeline a member writes (leader) or receives (replica)."""
+    sql = (
+        "SELECT CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver) "
+        "ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END"
+    )
+    return int(admin_query(cluster, member, sql)[0][0])
+
+
+def roles_of_running(cluster: Cluster) -> dict[str, str]:
+    """primary/replica of every member that accepts connections, from the database itself."""
+    out = {}
+    for name, hv in cluster.members().items():
+        try:
+            standby = query(cluster, hv["ansible_host"], "SELECT pg_is_in_recovery()")[0][0]
+        except psycopg2.OperationalError:
+            continue
+        out[name] = "replica" if standby else "primary"
+    return out
+
+
+def leader_of(cluster: Cluster) -> str:
+    primaries = [n for n, r in roles_of_running(cluster).items() if r == "primary"]
+    assert len(primaries) == 1, primaries
+    return primaries[0]
+
+
+# Members have no curl; Python's urllib makes the call with the member's certificate.
+API_CALL = """
+import ssl, sys, urllib.error, urllib.request
+tls = ssl.create_default_context(cafile="/etc/trove/tls/ca.crt")
+tls.load_cert_chain("/etc/trove/tls/server.crt", "/etc/trove/tls/server.key")
+request = urllib.request.Request(sys.argv[1], method=sys.argv[2], data=sys.argv[3].encode() or None)
+try:
+    print(urllib.request.urlopen(request, context=tls, timeout=30).read().decode())
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""
+
+
+def patroni(cluster: Cluster, member: str, path: str = "cluster", method: str = "GET", body: str = "") -> str:
+    """A Patroni REST API call made on a member with the member's certificate, without the password."""
+    url = f"https://{address(cluster, member)}:8008/{path}"
+    return member_host(cluster, member).check_output("python3 -c %s %s %s %s", API_CALL, url, method, body)
+
+
+def patroni_roles(cluster: Cluster, member: str) -> dict[str, str]:
+    return {m["name"]: m["role"] for m in json.loads(patroni(cluster, member))["members"]}
+
+
+def missing(cluster: Cluster, acked: list[int]) -> list[int]:
+    rows = query(cluster, address(cluster, leader_of(cluster)), f"SELECT id FROM ticks WHERE id >= {min(acked)}")
+    return sorted(set(acked) - {r[0] for r in rows})
+
+
+def wait_for(check, timeout: float = 90):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except (psycopg2.Error, AssertionError, subprocess.CalledProcessError, AttributeError):
+            pass
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(1)
+
+
+class Stamped(list):
+    """The Writer's list of acknowledged ids, with the time of each acknowledgement."""
+
+    def __init__(self):
+        super().__init__()
+        self.at: list[float] = []
+
+    def append(self, item) -> None:
+        super().append(item)
+        self.at.append(time.monotonic())
+
+
+def test_one_leader_and_two_streaming_replicas(ha):
+    leader = leader_of(ha)
+    assert sorted(roles_of_running(ha).values()) == ["primary", "replica", "replica"]
+    rows = admin_query(ha, leader, "SELECT application_name, state, sync_state FROM pg_stat_replication ORDER BY 1")
+    assert [r[0] for r in rows] == [m for m in MEMBERS if m != leader]
+    assert {r[1] for r in rows} == {"streaming"}
+    # syncCount 1: Patroni keeps exactly one synchronous standby, the other replica is async.
+    assert sorted(r[2] for r in rows) == ["async", "sync"]
+    view = patroni_roles(ha, MEMBERS[0])
+    assert view[leader] == "leader"
+    assert sorted(view.values()) == ["leader", "replica", "sync_standby"]
+    sync = next(n for n, r in view.items() if r == "sync_standby")
+    assert next(r[2] for r in rows if r[0] == sync) == "sync"
+    assert admin_query(ha, leader, "SHOW data_checksums") == [["on"]]
+
+
+def test_second_apply_changes_nothing(ha):
+    run = ha.playbook("cluster_apply")
+    assert_ok(run)
+    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+
+
+def test_status_shows_roles_and_lag(ha):
+    run = ha.playbook("cluster_status")
+    assert_ok(run)
+    leader = leader_of(ha)
+    for member in MEMBERS:
+        role, state = ("primary", "running") if member == leader else ("replica", "streaming")
+        assert f"{member:<20} {role:<8} {state:<10} 0 " in run.output
+
+
+def test_patroni_and_etcd_need_cluster_credentials(ha):
+    addr = address(ha, MEMBERS[0])
+    trusted = ssl.create_default_context(cafile=str(ha.ca_file))
+    # No client certificate: both the REST API and etcd refuse the TLS session.
+    for port, path in ((8008, "cluster"), (2379, "version")):
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+            urllib.request.urlopen(f"https://{addr}:{port}/{path}", context=trusted, timeout=5).read()
+    # A member's certificate reads, but changes also need the password.
+    assert patroni(ha, MEMBERS[0], "switchover", "POST", "{}") == "401"
+    status = member_host(ha, MEMBERS[0]).run(
+        f"ETCDCTL_API=3 etcdctl --endpoints=https://{addr}:2379 --cacert {TLS}/ca.crt member list"
+    )
+    assert status.rc != 0
+    out = member_host(ha, MEMBERS[0]).check_output(
+        f"ETCDCTL_API=3 etcdctl --endpoints=https://{addr}:2379 --cacert {TLS}/ca.crt "
+        f"--cert {TLS}/server.crt --key {TLS}/server.key member list"
+    )
+    assert sorted(line.split(", ")[2] for line in out.splitlines()) == MEMBERS
+
+
+def test_switchover_refuses_a_replica_that_is_not_synchronous(ha):
+    view = patroni_roles(ha, MEMBERS[0])
+    replica = next(n for n, r in view.items() if r == "replica")
+    run = ha.playbook("switchover", "-e", f"target={replica}")
+    assert run.rc != 0
+    assert f"target: {replica} is not a synchronous standby" in run.output
+    assert patroni_roles(ha, MEMBERS[0]) == view
+
+
+def test_switchover_moves_the_leader_and_loses_no_commit(ha):
+    leader = leader_of(ha)
+    target = next(n for n, r in patroni_roles(ha, leader).items() if r == "sync_standby")
+    before = timeline(ha, leader)
+    writer = Writer(ha, 1)
+    writer.start()
+    time.sleep(1)
+    run = ha.playbook("switchover", "-e", f"target={target}")
+    time.sleep(1)
+    acked = writer.stop()
+    assert_ok(run)
+    assert leader_of(ha) == target
+    assert patroni_roles(ha, target)[target] == "leader"
+    assert len(acked) > 100
+    assert missing(ha, acked) == []
+    assert timeline(ha, target) == before + 1
+    wait_for(lambda: admin_query(ha, leader, "SELECT status FROM pg_stat_wal_receiver") == [["streaming"]])
+    assert timeline(ha, leader) == before + 1
+
+
+def test_failover_playbook_refuses_while_the_leader_answers(ha):
+    leader = leader_of(ha)
+    run = ha.playbook("failover")
+    assert run.rc != 0
+    assert f"primary {leader} still answers" in run.output
+    assert leader_of(ha) == leader
+
+
+def test_killing_the_leader_fails_over_automatically_with_no_commit_lost(ha):
+    leader = leader_of(ha)
+    before = timeline(ha, leader)
+    writer = Writer(ha, 1_000_000)
+    writer.acked = Stamped()
+    writer.start()
+    time.sleep(2)
+    killed = time.monotonic()
+    subprocess.run(["podman", "kill", leader], check=True, capture_output=True)
+    # No playbook: Patroni on the survivors elects a new leader once the lease expires.
+    wait_for(lambda: len(writer.acked.at) and writer.acked.at[-1] > killed + 1, timeout=60)
+    time.sleep(2)
+    acked = writer.stop()
+    gap = max(b - a for a, b in itertools.pairwise(writer.acked.at))
+    print(f"automatic failover: longest write gap {gap:.1f}s, {len(acked)} commits acknowledged")
+    assert gap < 15
+    new_leader = leader_of(ha)
+    assert new_leader != leader
+    assert timeline(ha, new_leader) == before + 1
+    assert missing(ha, acked) == []
+
+    subprocess.run(["podman", "start", leader], check=True, capture_output=True)
+    assert_ok(ha.playbook("cluster_apply"))
+    assert roles_of_running(ha)[leader] == "replica"
+    wait_for(lambda: admin_query(ha, leader, "SELECT status FROM pg_stat_wal_receiver") == [["streaming"]])
+    assert timeline(ha, leader) == before + 1
+    # The rejoined member has every acknowledged commit, including those made while it was down.
+    last = max(acked)
+    wait_for(lambda: query(ha, address(ha, leader), f"SELECT count(*) FROM ticks WHERE id = {last}") == [(1,)])
+
+
+def test_parameter_change_reaches_every_member(ha, tmp_path):
+    document = yaml.safe_load(ha.spec_file.read_text())
+    document["spec"]["parameters"]["log_min_duration_statement"] = "250ms"  # reload
+    document["spec"]["parameters"]["max_connections"] = 120  # restart, through Patroni
+    changed = tmp_path / "cluster.yml"
+    changed.write_text(yaml.safe_dump(document))
+    leader = leader_of(ha)
+    assert_ok(ha.playbook("cluster_apply", spec_file=changed))
+    for member in MEMBERS:
+        settings = admin_query(
+            ha,
+            member,
+            "SELECT name, setting, pending_restart FROM pg_settings "
+            "WHERE name IN ('log_min_duration_statement', 'max_connections') ORDER BY 1",
+        )
+        assert settings == [["log_min_duration_statement", "250", "f"], ["max_connections", "120", "f"]]
+    assert leader_of(ha) == leader
+    config = json.loads(patroni(ha, leader, "config"))
+    assert config["postgresql"]["parameters"]["max_connections"] == 120
+    assert config["synchronous_mode"] and config["synchronous_mode_strict"]
+    run = ha.playbook("cluster_apply", spec_file=changed)
+    assert_ok(run)
+    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+
+
+def test_secrets_are_never_printed(ha):
+    credentials = ha.home / "secrets" / ha.name / "credentials"
+    passwords = [ha.password(f.stem) for f in credentials.iterdir()]
+    assert "trove_patroni" in [f.stem for f in credentials.iterdir()]
+    for run in ha.runs:
+        for password in passwords:
+            assert password not in run.output
