@@ -41,9 +41,11 @@ def databases(cluster: Cluster) -> dict[str, dict]:
 
 
 def primary(cluster: Cluster) -> str:
-    return next(
-        n for n, hv in databases(cluster).items() if not query(cluster, hv["ansible_host"], "SELECT pg_is_in_recovery()")[0][0]
-    )
+    in_recovery = {
+        n: query(cluster, hv["ansible_host"], "SELECT pg_is_in_recovery()")[0][0]
+        for n, hv in databases(cluster).items()
+    }
+    return next(n for n, standby in in_recovery.items() if not standby)
 
 
 def rows(cluster: Cluster, member: str | None = None) -> tuple[int, int]:
