@@ -109,8 +109,10 @@ def test_timers_follow_the_schedule(pg_bk):
         unit = f"trove-backup-{kind}.timer"
         assert repo.check_output(f"systemctl is-enabled {unit}") == "enabled"
         assert repo.check_output(f"systemctl is-active {unit}") == "active"
-        assert f"OnCalendar={schedule}" in repo.file(f"/etc/systemd/system/{unit}").content_string
-        assert f"--type={kind} backup" in repo.check_output(f"systemctl cat trove-backup@{kind}.service")
+        timer = repo.file(f"/etc/systemd/system/{unit}").content_string
+        assert f"OnCalendar={schedule}" in timer
+        assert f"Unit=trove-backup@{kind}.service" in timer
+    assert "--stanza=e2e-bk --type=%i backup" in repo.check_output("systemctl cat trove-backup@full.service")
 
 
 def test_unknown_backup_type_is_refused(pg_bk):
