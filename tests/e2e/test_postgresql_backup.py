@@ -28,13 +28,15 @@ def pg_bk(tmp_path_factory):
     cluster.purge()
 
 
-def restore_target(tmp_path_factory, source: Cluster, name: str, **spec: object) -> Cluster:
-    """A new cluster document next to the source's secrets (the restore needs the source's CA)."""
+def restore_target(request, tmp_path_factory, source: Cluster, name: str, **spec: object) -> Cluster:
+    """A new cluster document next to the source's secrets (the restore needs the source's CA),
+    deleted after the test whatever its outcome."""
     own = make_cluster(tmp_path_factory, "postgresql-replicated.yml", name, **spec)
     log_dir = source.log_dir / name
     log_dir.mkdir(exist_ok=True)
     target = Cluster(name, own.spec_file, source.home, source.env, log_dir)
     target.purge()
+    request.addfinalizer(target.purge)
     return target
 
 
@@ -134,8 +136,8 @@ def test_full_and_incremental_backups(pg_bk, history):
     assert rows(pg_bk) == (400, 400)
 
 
-def test_restore_latest_into_a_new_cluster(pg_bk, history, tmp_path_factory):
-    target = restore_target(tmp_path_factory, pg_bk, "e2e-bk-r1", members=2, backup={"enabled": True})
+def test_restore_latest_into_a_new_cluster(pg_bk, history, tmp_path_factory, request):
+    target = restore_target(request, tmp_path_factory, pg_bk, "e2e-bk-r1", members=2, backup={"enabled": True})
     run = target.playbook("restore", "-e", f"source={NAME}")
     assert_ok(run)
     assert "restored e2e-bk-r1 from e2e-bk: backup " in said(run)
@@ -152,11 +154,10 @@ def test_restore_latest_into_a_new_cluster(pg_bk, history, tmp_path_factory):
     member_host(target, "e2e-bk-r1-repo").check_output("runuser -u postgres -- pgbackrest --stanza=e2e-bk-r1 check")
     # The client certificate for the source's repository is gone.
     assert not member_host(target, "e2e-bk-r1-0").file("/etc/trove/restore").exists
-    target.purge()
 
 
-def test_restore_to_a_point_in_time(pg_bk, history, tmp_path_factory):
-    target = restore_target(tmp_path_factory, pg_bk, "e2e-bk-r2", topology="standalone", members=1)
+def test_restore_to_a_point_in_time(pg_bk, history, tmp_path_factory, request):
+    target = restore_target(request, tmp_path_factory, pg_bk, "e2e-bk-r2", topology="standalone", members=1)
     run = target.playbook("restore", "-e", f"source={NAME}", "-e", f"target_time='{history}'")
     assert_ok(run)
     assert f"target {history}" in said(run)
@@ -167,11 +168,10 @@ def test_restore_to_a_point_in_time(pg_bk, history, tmp_path_factory):
     assert refused.rc != 0
     assert "confirm: cluster e2e-bk-r2 has data on e2e-bk-r2-0; pass -e confirm=e2e-bk-r2" in said(refused)
     assert rows(target, "e2e-bk-r2-0") == (300, 300)
-    target.purge()
 
 
-def test_bad_restore_requests_are_refused(pg_bk, tmp_path_factory):
-    target = restore_target(tmp_path_factory, pg_bk, "e2e-bk-r3", topology="standalone", members=1)
+def test_bad_restore_requests_are_refused(pg_bk, tmp_path_factory, request):
+    target = restore_target(request, tmp_path_factory, pg_bk, "e2e-bk-r3", topology="standalone", members=1)
     run = target.playbook("restore", "-e", "source=e2e-nothing")
     assert run.rc != 0
     assert "source: e2e-nothing is not a cluster with a backup repository; clusters with one:" in said(run)
