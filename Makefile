@@ -19,7 +19,7 @@ help:
 	@echo "make test   - unit + end-to-end tests on real containers (what CI runs)"
 	@echo "make lint   - ansible-lint (production), ruff, yamllint"
 	@echo "make build  - build the collection tarball"
-	@echo "make bench  - switchover/failover write gaps, apply times (JSON)"
+	@echo "make bench  - switchover/failover write gaps, apply times, backup/restore MB/s (JSON)"
 	@echo "make clean  - delete test/demo clusters and build output"
 
 $(VENV)/.installed: requirements.txt
@@ -63,6 +63,7 @@ build: deps
 bench: images
 	$(BIN)/python benchmarks/postgresql.py
 	$(BIN)/python benchmarks/postgresql_ha.py
+	$(BIN)/python benchmarks/postgresql_backup.py
 
 # Removes the demo cluster (with its volumes) and clusters left by interrupted test runs.
 clean:

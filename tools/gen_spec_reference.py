@@ -36,7 +36,9 @@ def _computed_defaults() -> dict[str, str]:
         "spec.members": f"{members}, {_spec.DEFAULT_MEMBERS_OTHERWISE} otherwise",
         "spec.endpoint.port": f"[per engine]({ENGINES_ANCHOR})",
         "spec.placement[].count": "the rest of `spec.members`",
-        "spec.backup.repository.path": f"`{_spec.DEFAULT_BACKUP_PATH}` for types `member` and `path`",
+        "spec.backup.repository.path": ", ".join(
+            f"`{path}` for type `{kind}`" for kind, path in _spec.DEFAULT_BACKUP_PATHS.items()
+        ),
         **{f"spec.placement[].{backend}": "`{}` for the entry's own backend" for backend in _spec.BACKENDS},
     }
 

@@ -23,8 +23,10 @@ description:
     (C(cluster), C(member), C(engine), C(api-version), C(backend), C(address), C(network)).
     The labels are the only state; nothing is stored locally.
   - One host per member, named after the C(trove.dbaas/member) label, reachable at the C(trove.dbaas/address) label.
-  - Hosts are added to the groups C(trove), C(trove_cluster_<cluster>), C(trove_engine_<engine>) and
-    C(trove_backend_<backend>); characters invalid in group names (such as C(-)) become C(_).
+  - Hosts are added to the groups C(trove), C(trove_cluster_<cluster>), C(trove_engine_<engine>),
+    C(trove_backend_<backend>) and C(trove_role_<role>); characters invalid in group names (such as C(-)) become C(_).
+  - The C(trove.dbaas/role) label (C(database) when missing) tells database members from a cluster's
+    backup repository member (C(repository)); it is the host variable C(trove_role).
     The cluster group gets the variable C(trove_cluster_name) holding the original cluster name.
   - Containers lacking a required label (C(cluster), C(member), C(engine), C(address)) are skipped with a warning.
   - The configuration file name must end in C(clusters.yml) or C(clusters.yaml), for example C(trove.clusters.yml).
@@ -163,6 +165,7 @@ class Member:
     state: str | None
     container_id: str | None
     podman_host: str
+    role: str = "database"
 
 
 def run_command(argv: list[str], env: dict[str, str] | None, timeout: int) -> CommandResult:
@@ -255,6 +258,7 @@ def to_member(container: Mapping[str, Any], host_name: str) -> Member | None:
         state=str(container["State"]) if container.get("State") is not None else None,
         container_id=container.get("Id"),
         podman_host=host_name,
+        role=labels.get("role") or "database",
     )
 
 
@@ -334,6 +338,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             "trove_state": member.state,
             "trove_podman_host": member.podman_host,
             "trove_container_id": member.container_id,
+            "trove_role": member.role,
         }
         key_file = self.get_option("ssh_private_key_file") or default_key_file()
         if key_file:
@@ -351,6 +356,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
         self.inventory.set_variable(cluster_group, "trove_cluster_name", member.cluster)
         self.inventory.add_host(host, group=cluster_group)
         self.inventory.add_host(host, group=self.inventory.add_group(group_name("trove_engine", member.engine)))
+        self.inventory.add_host(host, group=self.inventory.add_group(group_name("trove_role", member.role)))
         if member.backend:
             self.inventory.add_host(host, group=self.inventory.add_group(group_name("trove_backend", member.backend)))
         self._apply_constructed(host, hostvars)

@@ -32,6 +32,8 @@ def podman_members(ps: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "address": labels.get(f"{LABEL}address", ""),
                 "network": labels.get(f"{LABEL}network", ""),
                 "placement": int(labels.get(f"{LABEL}placement", 0)),
+                # database, or repository for the cluster's backup repository member
+                "role": labels.get(f"{LABEL}role", "database"),
                 "state": container.get("State", ""),
                 "id": container.get("Id", ""),
             }

@@ -57,7 +57,8 @@ DEFAULT_MEMBERS_OTHERWISE = 3
 SYNC_TOPOLOGIES = frozenset({"replicated", "ha"})
 BACKENDS = ("container", "ironic", "nova")
 AVAILABLE_BACKENDS = frozenset({"container"})
-DEFAULT_BACKUP_PATH = "/var/lib/trove-backup"
+# Repository directory per repository type: on the repository member's volume, or a bucket prefix.
+DEFAULT_BACKUP_PATHS: dict[str, str] = {"member": "/srv/data/backup", "s3": "/trove-dbaas"}
 # Names the roles create themselves or that engines ship with.
 RESERVED_PREFIX = "trove_"
 RESERVED_USER_NAMES = frozenset({"admin", "default", "mysql", "postgres", "redis", "replicator", "root", "trove"})
@@ -139,9 +140,8 @@ def apply_defaults(document: dict[str, Any], schema: Mapping[str, Any]) -> dict[
         # Only the options object of the entry's own backend exists; the fill below gives its defaults.
         entry.setdefault(entry["backend"], {})
     _fill_missing_count(placement, spec["members"])
-    repository = spec.get("backup", {}).get("repository")
-    if repository is not None and repository.get("type", "path") in ("member", "path"):
-        repository.setdefault("path", DEFAULT_BACKUP_PATH)
+    repository = spec.setdefault("backup", {}).setdefault("repository", {})
+    repository.setdefault("path", DEFAULT_BACKUP_PATHS[repository.get("type", "member")])
     return _fill(doc, schema, schema)
 
 
@@ -545,6 +545,14 @@ def _check_users(spec: Mapping[str, Any]) -> list[str]:
 
 def _check_backup(spec: Mapping[str, Any]) -> list[str]:
     repository = spec["backup"]["repository"]
-    if repository["type"] == "s3" and "bucket" not in repository:
-        return ["spec.backup.repository: 'bucket' is required for repository type 's3'"]
-    return []
+    if repository["type"] != "s3":
+        return [
+            f"spec.backup.repository.{key}: only allowed for repository type 's3'"
+            for key in ("bucket", "endpoint", "region")
+            if key in repository
+        ]
+    return [
+        f"spec.backup.repository: {key!r} is required for repository type 's3'"
+        for key in ("bucket", "region")
+        if key not in repository
+    ]

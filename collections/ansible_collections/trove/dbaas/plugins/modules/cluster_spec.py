@@ -144,8 +144,8 @@ cluster:
         retention:
           full: 2
         repository:
-          type: path
-          path: /var/lib/trove-backup
+          type: member
+          path: /srv/data/backup
       endpoint:
         port: 5432
         allowedCidrs:

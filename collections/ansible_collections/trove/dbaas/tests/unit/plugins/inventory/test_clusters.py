@@ -116,6 +116,7 @@ def test_groups(tmp_path: Path) -> None:
     assert host_names(inventory, "trove_engine_postgresql") == ["invtest-pg-demo-0", "invtest-pg-demo-1"]
     assert host_names(inventory, "trove_engine_redis") == ["invtest-redis-a-0"]
     assert host_names(inventory, "trove_backend_container") == host_names(inventory, "trove")
+    assert host_names(inventory, "trove_role_database") == host_names(inventory, "trove")
     assert "trove_cluster_invtest_noaddr" not in inventory.groups
 
 
@@ -139,6 +140,7 @@ def test_hostvars(tmp_path: Path) -> None:
         "trove_state": "created",
         "trove_podman_host": "localhost",
         "trove_container_id": "ce4617375eb86ee8e3965b780bccc16d162b178a0d78fd74263718a8d34767e0",
+        "trove_role": "database",
     }
 
 

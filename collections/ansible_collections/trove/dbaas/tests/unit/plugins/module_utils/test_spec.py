@@ -164,7 +164,7 @@ def test_minimal_document_gets_every_default(schema: dict[str, Any]) -> None:
                 "enabled": False,
                 "schedule": "daily",
                 "retention": {"full": 2},
-                "repository": {"type": "path", "path": "/var/lib/trove-backup"},
+                "repository": {"type": "member", "path": "/srv/data/backup"},
             },
             "endpoint": {
                 "port": 5432,
@@ -203,7 +203,12 @@ def test_full_document_keeps_values_and_fills_the_rest(schema: dict[str, Any]) -
     }
     assert spec["placement"][1]["container"]["memory"] == "512m"
     assert spec["databases"] == [{"name": "appdb", "owner": "app"}, {"name": "reports", "owner": None}]
-    assert spec["backup"]["repository"] == {"type": "s3", "bucket": "backups", "region": "eu-west-1"}
+    assert spec["backup"]["repository"] == {
+        "type": "s3",
+        "bucket": "backups",
+        "region": "eu-west-1",
+        "path": "/trove-dbaas",
+    }
     assert spec["endpoint"]["port"] == 15432
     assert spec["parameters"] == full()["spec"]["parameters"]
 
@@ -221,11 +226,14 @@ def test_input_is_not_modified(schema: dict[str, Any]) -> None:
     assert document == full()
 
 
-def test_backup_path_default_for_path_repository(schema: dict[str, Any]) -> None:
+def test_backup_path_default_per_repository_type(schema: dict[str, Any]) -> None:
     cluster, _ = validate_cluster(minimal(backup={"repository": {"type": "member"}}), schema)
-    assert cluster["spec"]["backup"]["repository"] == {"type": "member", "path": "/var/lib/trove-backup"}
+    assert cluster["spec"]["backup"]["repository"] == {"type": "member", "path": "/srv/data/backup"}
     cluster, _ = validate_cluster(minimal(backup={"repository": {}}), schema)
-    assert cluster["spec"]["backup"]["repository"] == {"type": "path", "path": "/var/lib/trove-backup"}
+    assert cluster["spec"]["backup"]["repository"]["path"] == "/srv/data/backup"
+    s3 = {"type": "s3", "bucket": "b", "region": "r"}
+    cluster, _ = validate_cluster(minimal(backup={"repository": s3}), schema)
+    assert cluster["spec"]["backup"]["repository"]["path"] == "/trove-dbaas"
 
 
 def test_new_engine_only_needs_the_availability_table(schema: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -427,12 +435,12 @@ SCHEMA_CASES = [
     (put(0, "spec", "backup", "retention", "full"), "spec.backup.retention.full: 0 is less than the minimum of 1"),
     (
         put({"type": "nfs"}, "spec", "backup", "repository"),
-        "spec.backup.repository.type: 'nfs' is not one of ['member', 'path', 's3']",
+        "spec.backup.repository.type: 'nfs' is not one of ['member', 's3']",
     ),
     (put({"path": "relative"}, "spec", "backup", "repository"), "spec.backup.repository.path: 'relative' does not"),
     (
         put({"type": "s3", "secret": "x"}, "spec", "backup", "repository"),
-        "spec.backup.repository.secret: unknown field; allowed: bucket, endpoint, host, path, region, type",
+        "spec.backup.repository.secret: unknown field; allowed: bucket, endpoint, path, region, type, uriStyle",
     ),
     (put(0, "spec", "endpoint", "port"), "spec.endpoint.port: 0 is less than the minimum of 1"),
     (put(65536, "spec", "endpoint", "port"), "spec.endpoint.port: 65536 is greater than the maximum of 65535"),
@@ -581,8 +589,16 @@ RULE_CASES = [
     ({"users": [{"name": "trove_monitor"}]}, "spec.users[0].name: 'trove_monitor' is reserved;"),
     ({"databases": [{"name": "template1"}]}, "spec.databases[0].name: 'template1' is reserved;"),
     (
-        {"backup": {"repository": {"type": "s3"}}},
+        {"backup": {"repository": {"type": "s3", "region": "eu-west-1"}}},
         "spec.backup.repository: 'bucket' is required for repository type 's3'",
+    ),
+    (
+        {"backup": {"repository": {"type": "s3", "bucket": "backups"}}},
+        "spec.backup.repository: 'region' is required for repository type 's3'",
+    ),
+    (
+        {"backup": {"repository": {"bucket": "backups"}}},
+        "spec.backup.repository.bucket: only allowed for repository type 's3'",
     ),
     (
         {"endpoint": {"allowedCidrs": ["10.0.0.0/8", "everywhere"]}},
