@@ -263,6 +263,21 @@ def test_parameter_change_reaches_every_member(ha, tmp_path):
     assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
 
 
+def test_backups_archive_from_the_patroni_leader(ha, tmp_path):
+    document = yaml.safe_load(ha.spec_file.read_text())
+    document["spec"]["backup"] = {"enabled": True}
+    ha.spec_file.write_text(yaml.safe_dump(document))
+    assert_ok(ha.playbook("cluster_apply"))
+    assert_ok(ha.playbook("backup", "-e", "type=full"))
+    repo = member_host(ha, f"{NAME}-repo")
+    info = json.loads(repo.check_output(f"runuser -u postgres -- pgbackrest --stanza={NAME} --output=json info"))
+    assert [b["type"] for b in info[0]["backup"]] == ["full"]
+    # archive_mode needs a restart: it rolled through Patroni, and WAL now reaches the repository.
+    leader = leader_of(ha)
+    assert admin_query(ha, leader, "SHOW archive_mode") == [["on"]]
+    repo.check_output(f"runuser -u postgres -- pgbackrest --stanza={NAME} check")
+
+
 def test_secrets_are_never_printed(ha):
     credentials = ha.home / "secrets" / ha.name / "credentials"
     passwords = [ha.password(f.stem) for f in credentials.iterdir()]
