@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 import yaml
 from conftest import applied_cluster, assert_ok
-from test_postgresql import address, admin_query, query, roles
+from test_postgresql import address, admin_query, primary_of, query, roles
 from test_postgresql_day2 import Writer, missing_on_primary
 
 pytestmark = pytest.mark.postgresql
@@ -22,10 +22,6 @@ def pg_roll(tmp_path_factory):
     query(cluster, address(cluster, "e2e-roll-0"), "CREATE TABLE IF NOT EXISTS ticks (id bigint PRIMARY KEY)")
     yield cluster
     cluster.purge()
-
-
-def primary(cluster) -> str:
-    return next(n for n, r in roles(cluster).items() if r == "primary")
 
 
 def started(cluster) -> dict[str, float]:
@@ -44,7 +40,7 @@ def apply_parameters(cluster, tmp_path, **parameters) -> None:
 
 
 def test_restart_parameter_rolls_replicas_first_then_switches_over(pg_roll, tmp_path):
-    old_primary, before = primary(pg_roll), started(pg_roll)
+    old_primary, before = primary_of(pg_roll), started(pg_roll)
     writer = Writer(pg_roll, 1)
     writer.start()
     time.sleep(1)
@@ -58,7 +54,7 @@ def test_restart_parameter_rolls_replicas_first_then_switches_over(pg_roll, tmp_
     # The replicas restarted one after the other, before the old primary went down.
     assert abs(after[replicas[0]] - after[replicas[1]]) > 0.5
     assert max(after[r] for r in replicas) < after[old_primary]
-    assert primary(pg_roll) != old_primary
+    assert primary_of(pg_roll) != old_primary
     assert roles(pg_roll)[old_primary] == "replica"
     for member in before:
         assert admin_query(pg_roll, member, "SHOW max_connections") == [["150"]]
@@ -67,10 +63,10 @@ def test_restart_parameter_rolls_replicas_first_then_switches_over(pg_roll, tmp_
 
 
 def test_lowering_a_hot_standby_parameter_restarts_the_primary_first(pg_roll, tmp_path):
-    leader, before = primary(pg_roll), started(pg_roll)
+    leader, before = primary_of(pg_roll), started(pg_roll)
     apply_parameters(pg_roll, tmp_path, max_connections=100)
     after = started(pg_roll)
-    assert primary(pg_roll) == leader
+    assert primary_of(pg_roll) == leader
     assert all(after[leader] < after[m] for m in after if m != leader)
     assert all(after[m] > before[m] for m in before)
     streaming = admin_query(pg_roll, leader, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
@@ -106,7 +102,7 @@ def test_upgrade_rolls_every_member_to_the_newest_minor_release(pg_roll):
         podman_exec(member, "systemctl", "restart", "postgresql@15-main")
     assert {v.split(" ")[0] for v in server_versions(pg_roll).values()} == {older[0].split("-")[0]}
 
-    old_primary = primary(pg_roll)
+    old_primary = primary_of(pg_roll)
     writer = Writer(pg_roll, 1_000_000)
     writer.start()
     time.sleep(1)
@@ -115,7 +111,7 @@ def test_upgrade_rolls_every_member_to_the_newest_minor_release(pg_roll):
     acked = writer.stop()
     assert_ok(run)
     assert {v.split(" ")[0] for v in server_versions(pg_roll).values()} == {installed.split("-")[0]}
-    assert primary(pg_roll) != old_primary
+    assert primary_of(pg_roll) != old_primary
     assert missing_on_primary(pg_roll, acked) == []
     assert writer.longest_gap() < 2.0
 
@@ -124,8 +120,8 @@ def test_upgrade_rolls_every_member_to_the_newest_minor_release(pg_roll):
     assert all(counts["changed"] == 0 for counts in again.recap().values())
 
 
-def through_proxy(cluster, member: str, port: int) -> bool:
-    """Connect to one member's proxy port, verifying the certificate against the cluster name."""
+def through_proxy(cluster, member: str, port: int, sql: str = "SELECT pg_is_in_recovery()"):
+    """Query through one member's proxy port, verifying the certificate against the cluster name."""
     with (
         psycopg2.connect(
             host=cluster.name,
@@ -140,7 +136,7 @@ def through_proxy(cluster, member: str, port: int) -> bool:
         ) as conn,
         conn.cursor() as cur,
     ):
-        cur.execute("SELECT pg_is_in_recovery()")
+        cur.execute(sql)
         return cur.fetchone()[0]
 
 
@@ -167,25 +163,12 @@ def test_proxy_routes_to_the_primary_and_the_replicas(pg_roll):
             connect_timeout=5,
         )
 
-    old_primary = primary(pg_roll)
+    old_primary = primary_of(pg_roll)
     assert_ok(pg_roll.playbook("switchover"))
-    assert primary(pg_roll) != old_primary
+    assert primary_of(pg_roll) != old_primary
     time.sleep(3)
-    with (
-        psycopg2.connect(
-            host=pg_roll.name,
-            hostaddr=address(pg_roll, old_primary),
-            port=5000,
-            dbname="appdb",
-            user="app",
-            password=pg_roll.password("app"),
-            sslmode="verify-full",
-            sslrootcert=str(pg_roll.ca_file),
-        ) as conn,
-        conn.cursor() as cur,
-    ):
-        cur.execute("SELECT inet_server_addr()::text")
-        assert cur.fetchone()[0].split("/")[0] == address(pg_roll, primary(pg_roll))
+    served_by = through_proxy(pg_roll, old_primary, 5000, "SELECT inet_server_addr()::text")
+    assert served_by.split("/")[0] == address(pg_roll, primary_of(pg_roll))
     again = pg_roll.playbook("cluster_apply")
     assert_ok(again)
     assert all(counts["changed"] == 0 for counts in again.recap().values())
