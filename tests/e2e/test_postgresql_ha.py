@@ -229,7 +229,8 @@ def test_killing_the_leader_fails_over_automatically_with_no_commit_lost(ha):
     assert_ok(ha.playbook("cluster_apply"))
     # The returned member rejoins on the new timeline; the apply may have moved the leader again
     # (a rolling restart hands the role over), so only the shape of the cluster is fixed.
-    assert sorted(roles_of_running(ha).values()) == ["primary", "replica", "replica"]
+    # Members the apply restarted may still be starting: wait for them rather than read once.
+    wait_for(lambda: sorted(roles_of_running(ha).values()) == ["primary", "replica", "replica"])
     assert timeline(ha, leader) >= before + 1
     # The rejoined member has every acknowledged commit, including those made while it was down.
     last = max(acked)
