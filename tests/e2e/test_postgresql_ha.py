@@ -17,7 +17,7 @@ import urllib.request
 import psycopg2
 import pytest
 import yaml
-from conftest import Cluster, applied_cluster, assert_ok
+from conftest import Cluster, applied_cluster, assert_ok, make_cluster
 from test_postgresql import address, admin_query, member_host, query
 from test_postgresql_day2 import Writer
 
@@ -280,6 +280,33 @@ def test_backups_archive_from_the_patroni_leader(ha, tmp_path):
     leader = leader_of(ha)
     assert admin_query(ha, leader, "SHOW archive_mode") == [["on"]]
     repo.check_output(f"runuser -u postgres -- pgbackrest --stanza={NAME} check")
+
+
+def test_restore_into_a_new_ha_cluster(ha, tmp_path_factory, request):
+    """The ha cluster's backups (a Patroni data directory) restored into a new ha cluster: the
+    restored member takes an empty etcd over as leader, the others clone it."""
+    leader = leader_of(ha)
+    query(ha, address(ha, leader), "INSERT INTO ticks SELECT generate_series(5000000, 5000099)")
+    expected = query(ha, address(ha, leader), "SELECT count(*), max(id) FROM ticks")[0]
+    own = make_cluster(tmp_path_factory, "postgresql-ha.yml", f"{NAME}-r")
+    target = Cluster(own.name, own.spec_file, ha.home, ha.env, ha.log_dir / own.name)
+    target.log_dir.mkdir(exist_ok=True)
+    target.purge()
+    request.addfinalizer(target.purge)
+    run = target.playbook("restore", "-e", f"source={NAME}")
+    assert_ok(run)
+    # Rows committed after the backup come from the archived WAL.
+    restored = leader_of(target)
+    assert query(target, address(target, restored), "SELECT count(*), max(id) FROM ticks")[0] == expected
+    assert timeline(target, restored) >= 2
+    wait_for(lambda: sorted(patroni_roles(target, restored).values()) == ["leader", "replica", "sync_standby"])
+    replica = next(name for name, role in patroni_roles(target, restored).items() if role == "replica")
+    wait_for(lambda: query(target, address(target, replica), "SELECT count(*), max(id) FROM ticks")[0] == expected)
+    # Its own Patroni configuration, not the source's (kept in the restored data directory).
+    assert not json.loads(patroni(target, restored, "config"))["postgresql"]["parameters"].get("archive_mode")
+    run = target.playbook("cluster_apply")
+    assert_ok(run)
+    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
 
 
 def test_secrets_are_never_printed(ha):
