@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,6 +108,19 @@ def make_cluster(tmp_path_factory: pytest.TempPathFactory, example: str, name: s
     log_dir = Path(os.environ.get("TROVE_TEST_LOGS", work / "logs"))
     log_dir.mkdir(parents=True, exist_ok=True)
     return Cluster(name, spec_file, work / "home", env, log_dir)
+
+
+def wait_for(check, timeout: float = 90) -> None:
+    """Until check() is true; a check that raises counts as not yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if check():
+                return
+        except Exception:  # a server still starting, a member not yet answering
+            pass
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(1)
 
 
 def assert_ok(run: Run) -> None:

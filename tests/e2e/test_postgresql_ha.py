@@ -17,7 +17,7 @@ import urllib.request
 import psycopg2
 import pytest
 import yaml
-from conftest import Cluster, applied_cluster, assert_ok, make_cluster
+from conftest import Cluster, applied_cluster, assert_ok, make_cluster, wait_for
 from test_postgresql import address, admin_query, member_host, query
 from test_postgresql_day2 import Writer
 
@@ -90,18 +90,6 @@ def patroni_roles(cluster: Cluster, member: str) -> dict[str, str]:
 def missing(cluster: Cluster, acked: list[int]) -> list[int]:
     rows = query(cluster, address(cluster, leader_of(cluster)), f"SELECT id FROM ticks WHERE id >= {min(acked)}")
     return sorted(set(acked) - {r[0] for r in rows})
-
-
-def wait_for(check, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except (psycopg2.Error, AssertionError, subprocess.CalledProcessError, AttributeError):
-            pass
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(1)
 
 
 class Stamped(list):
@@ -307,6 +295,31 @@ def test_restore_into_a_new_ha_cluster(ha, tmp_path_factory, request):
     run = target.playbook("cluster_apply")
     assert_ok(run)
     assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+
+
+def etcd_members(cluster: Cluster, member: str) -> list[str]:
+    addr = address(cluster, member)
+    out = member_host(cluster, member).check_output(
+        f"ETCDCTL_API=3 etcdctl --endpoints=https://{addr}:2379 --cacert {TLS}/ca.crt "
+        f"--cert {TLS}/server.crt --key {TLS}/server.key member list"
+    )
+    return sorted(line.split(", ")[2] for line in out.splitlines())
+
+
+def test_replacing_the_leader_moves_patroni_and_etcd_to_the_new_member(ha):
+    leader = leader_of(ha)
+    count = query(ha, address(ha, leader), "SELECT count(*) FROM ticks")[0][0]
+    assert_ok(ha.playbook("member_replace", "-e", f"member={leader}"))
+    now = sorted(n for n, hv in ha.members().items() if hv["trove_role"] == "database")
+    new = sorted(set(now) - set(MEMBERS))
+    assert leader not in now and len(new) == 1 and len(now) == 3
+    new_leader = leader_of(ha)
+    assert new_leader != leader
+    # etcd lost the old member and gained the new one; Patroni sees three members again.
+    assert etcd_members(ha, new_leader) == now
+    wait_for(lambda: sorted(patroni_roles(ha, new_leader).values()) == ["leader", "replica", "sync_standby"])
+    assert sorted(patroni_roles(ha, new_leader)) == now
+    wait_for(lambda: query(ha, address(ha, new[0]), "SELECT count(*) FROM ticks") == [(count,)])
 
 
 def test_secrets_are_never_printed(ha):

@@ -8,7 +8,7 @@ import time
 import psycopg2
 import pytest
 import yaml
-from conftest import applied_cluster, assert_ok
+from conftest import applied_cluster, assert_ok, wait_for
 from test_postgresql import address, admin_query, primary_of, query, roles
 from test_postgresql_day2 import Writer, missing_on_primary
 
@@ -148,10 +148,10 @@ def test_proxy_routes_to_the_primary_and_the_replicas(pg_roll):
     assert_ok(run)
     assert f"postgresql://app@{pg_roll.name}:5000," in run.output
     members = sorted(pg_roll.members())
-    time.sleep(3)
+    # HAProxy marks servers up or down after its first checks, a second or two after the apply.
     for member in members:
-        assert through_proxy(pg_roll, member, 5000) is False
-        assert through_proxy(pg_roll, member, 5001) is True
+        wait_for(lambda m=member: through_proxy(pg_roll, m, 5000) is False, timeout=30)
+        wait_for(lambda m=member: through_proxy(pg_roll, m, 5001) is True, timeout=30)
     # The monitor user that HAProxy checks with is refused from anywhere but the members.
     with pytest.raises(psycopg2.OperationalError, match="trove_monitor"):
         psycopg2.connect(
@@ -166,9 +166,13 @@ def test_proxy_routes_to_the_primary_and_the_replicas(pg_roll):
     old_primary = primary_of(pg_roll)
     assert_ok(pg_roll.playbook("switchover"))
     assert primary_of(pg_roll) != old_primary
-    time.sleep(3)
-    served_by = through_proxy(pg_roll, old_primary, 5000, "SELECT inet_server_addr()::text")
-    assert served_by.split("/")[0] == address(pg_roll, primary_of(pg_roll))
+    new_primary = address(pg_roll, primary_of(pg_roll))
+    wait_for(
+        lambda: (
+            through_proxy(pg_roll, old_primary, 5000, "SELECT inet_server_addr()::text").split("/")[0] == new_primary
+        ),
+        timeout=30,
+    )
     again = pg_roll.playbook("cluster_apply")
     assert_ok(again)
     assert all(counts["changed"] == 0 for counts in again.recap().values())
