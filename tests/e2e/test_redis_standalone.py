@@ -1,0 +1,59 @@
+"""Redis topology standalone on a real member: one server, TLS, ACL users, an append-only file."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from conftest import applied_cluster
+from test_redis import PODMAN_ENV, RespError, address, connect, info, wait_for
+
+pytestmark = pytest.mark.redis
+
+NAME = "e2e-redis-single"
+MEMBER = f"{NAME}-0"
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    cluster = applied_cluster(tmp_path_factory, "redis-standalone.yml", NAME)
+    yield cluster
+    cluster.purge()
+
+
+def test_one_primary_with_the_spec_users_and_persistence(single):
+    host = address(single, MEMBER)
+    assert info(single, host)["role"] == "master"
+    assert info(single, host)["connected_slaves"] == "0"
+    app = connect(single, host, "app")
+    # examples/redis-standalone.yml: keys ["*"], commands +@all -@dangerous.
+    assert app.call("SET", "any:key", "kept") == "OK"
+    with pytest.raises(RespError, match=r"^NOPERM"):
+        app.call("FLUSHALL")
+    app.close()
+    admin = connect(single, host)
+    config = admin.call("CONFIG", "GET", "*")
+    admin.close()
+    config = dict(zip(config[::2], config[1::2], strict=True))
+    assert (config["appendonly"], config["save"], config["port"]) == ("yes", "", "0")
+
+
+def test_writes_survive_a_restart(single):
+    host = address(single, MEMBER)
+    app = connect(single, host, "app")
+    app.call("SET", "any:restart", "survives")
+    app.close()
+    subprocess.run(
+        ["podman", "exec", MEMBER, "systemctl", "restart", "redis-server"], check=True, env=PODMAN_ENV, timeout=60
+    )
+    wait_for(lambda: info(single, host)["role"] == "master", timeout=30)
+    admin = connect(single, host)
+    assert admin.call("GET", "any:restart") == "survives"
+    admin.close()
+
+
+def test_switchover_and_failover_are_refused(single):
+    for playbook in ("switchover", "failover"):
+        run = single.playbook(playbook)
+        assert run.rc != 0
+        assert f"{playbook}: spec.topology standalone has no replica" in run.output
