@@ -354,8 +354,8 @@ def put(value: Any, *path: Any) -> Callable[[dict[str, Any]], None]:
 
 
 SPEC_KEYS = (
-    "backup, databases, endpoint, engine, members, parameters, persistence, placement, replication, storage, tls, topology, "
-    "users, version"
+    "backup, databases, endpoint, engine, members, parameters, persistence, placement, replication, storage, tls, "
+    "topology, users, version"
 )
 
 SCHEMA_CASES = [
@@ -447,8 +447,8 @@ SCHEMA_CASES = [
     (
         put([{"name": "app", "password": "secret"}], "spec", "users"),
         (
-            "spec.users[0].password: unknown field; allowed: commands, grants, keys, name (passwords are generated and kept in the "
-            "secrets directory"
+            "spec.users[0].password: unknown field; allowed: commands, grants, keys, name (passwords are generated "
+            "and kept in the secrets directory"
         ),
     ),
     (
