@@ -1,11 +1,12 @@
-"""Redis topology standalone on a real member: one server, TLS, ACL users, an append-only file."""
+"""Redis topology standalone on a real member: one server, TLS, ACL users, an append-only file, and
+RDB backups to a repository member."""
 
 from __future__ import annotations
 
 import subprocess
 
 import pytest
-from conftest import applied_cluster
+from conftest import applied_cluster, assert_ok
 from test_redis import PODMAN_ENV, RespError, address, connect, info, wait_for
 
 pytestmark = pytest.mark.redis
@@ -16,7 +17,7 @@ MEMBER = f"{NAME}-0"
 
 @pytest.fixture(scope="module")
 def single(tmp_path_factory):
-    cluster = applied_cluster(tmp_path_factory, "redis-standalone.yml", NAME)
+    cluster = applied_cluster(tmp_path_factory, "redis-standalone.yml", NAME, backup={"enabled": True})
     yield cluster
     cluster.purge()
 
@@ -57,3 +58,28 @@ def test_switchover_and_failover_are_refused(single):
         run = single.playbook(playbook)
         assert run.rc != 0
         assert f"{playbook}: spec.topology standalone has no replica" in run.output
+
+
+def test_backup_pulls_an_rdb_snapshot_to_the_repository(single):
+    host = address(single, MEMBER)
+    app = connect(single, host, "app")
+    app.call("SET", "any:backed-up", "in-the-snapshot")
+    app.close()
+    for _ in range(3):  # retention.full is 2: the oldest goes
+        run = single.playbook("backup")
+        assert_ok(run)
+    listing = subprocess.run(
+        ["podman", "exec", f"{NAME}-repo", "sh", "-c", "ls /srv/data/backup/*.rdb"],
+        check=True,
+        env=PODMAN_ENV,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert len(listing) == 2
+    newest = subprocess.run(
+        ["podman", "exec", f"{NAME}-repo", "cat", max(listing)], check=True, env=PODMAN_ENV, capture_output=True
+    ).stdout
+    assert newest.startswith(b"REDIS0010")  # Redis 7.0's RDB format
+    assert b"any:backed-up" in newest
+    assert b"in-the-snapshot" in newest
+    assert "'type': 'rdb'" in run.output or "type: rdb" in run.output

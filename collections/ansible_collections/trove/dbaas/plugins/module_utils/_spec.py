@@ -412,8 +412,13 @@ def _redis_unavailable(spec: Mapping[str, Any]) -> list[str]:
         errors.append(
             "spec.endpoint.proxy.enabled: not available for engine 'redis'; clients ask Sentinel for the primary"
         )
-    if spec["backup"]["enabled"]:
-        errors.append("spec.backup.enabled: not available for engine 'redis' yet")
+    backup = spec["backup"]
+    if "incrementalSchedule" in backup:
+        errors.append(
+            "spec.backup.incrementalSchedule: not available for engine 'redis'; every backup is a full RDB snapshot"
+        )
+    if backup["repository"]["type"] != "member":
+        errors.append("spec.backup.repository.type: only 'member' is available for engine 'redis' yet")
     return errors
 
 

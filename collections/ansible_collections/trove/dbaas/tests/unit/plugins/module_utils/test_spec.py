@@ -540,8 +540,16 @@ RULE_CASES = [
         "spec.endpoint.proxy.enabled: not available for engine 'redis'",
     ),
     (
-        {"engine": "redis", "topology": "sentinel", "backup": {"enabled": True}},
-        "spec.backup.enabled: not available for engine 'redis' yet",
+        {"engine": "redis", "topology": "sentinel", "backup": {"incrementalSchedule": "hourly"}},
+        "spec.backup.incrementalSchedule: not available for engine 'redis'; every backup is a full RDB snapshot",
+    ),
+    (
+        {
+            "engine": "redis",
+            "topology": "sentinel",
+            "backup": {"repository": {"type": "s3", "bucket": "b", "region": "r"}},
+        },
+        "spec.backup.repository.type: only 'member' is available for engine 'redis' yet",
     ),
     (
         {"topology": "galera"},
