@@ -208,7 +208,7 @@ def missing(cluster: Cluster, acked: list[int]) -> list[int]:
 
 @pytest.fixture(scope="module")
 def rc(tmp_path_factory):
-    cluster = applied_cluster(tmp_path_factory, "redis-sentinel.yml", NAME)
+    cluster = applied_cluster(tmp_path_factory, "redis-sentinel.yml", NAME, backup={"enabled": True})
     yield cluster
     cluster.purge()
 
@@ -397,3 +397,19 @@ def test_killing_the_primary_fails_over_automatically(rc):
     conn = connect(rc, address(rc, old))
     assert conn.call("GET", f"app:tick:{acked[-1]}") == str(acked[-1])
     conn.close()
+
+
+def test_backup_takes_a_snapshot_of_the_primary_the_sentinels_name(rc):
+    conn = connect(rc, address(rc, primary_of(rc)))
+    conn.call("SET", "app:backup-marker", "after-failover")
+    conn.close()
+    run = rc.playbook("backup")
+    assert_ok(run)
+    newest = subprocess.run(
+        ["podman", "exec", f"{NAME}-repo", "sh", "-c", "cat $(ls -1t /srv/data/backup/*.rdb | head -n 1)"],
+        check=True,
+        env=PODMAN_ENV,
+        capture_output=True,
+    ).stdout
+    assert newest.startswith(b"REDIS0010")
+    assert b"app:backup-marker" in newest
