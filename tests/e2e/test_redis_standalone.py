@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+import yaml
 from conftest import applied_cluster, assert_ok
 from test_redis import PODMAN_ENV, RespError, address, connect, info, wait_for
 
@@ -83,3 +84,23 @@ def test_backup_pulls_an_rdb_snapshot_to_the_repository(single):
     assert b"any:backed-up" in newest
     assert b"in-the-snapshot" in newest
     assert "'type': 'rdb'" in run.output or "type: rdb" in run.output
+
+
+def test_changing_persistence_keeps_every_write(single):
+    """aof -> rdb: without switching at run time first, the restart would start from an old dump.rdb."""
+    host = address(single, MEMBER)
+    app = connect(single, host, "app")
+    app.call("SET", "any:persistence", "kept-across-modes")
+    app.close()
+    document = yaml.safe_load(single.spec_file.read_text())
+    document["spec"]["persistence"] = {"mode": "rdb"}
+    rdb_file = single.spec_file.with_name("rdb.yml")
+    rdb_file.write_text(yaml.safe_dump(document))
+    assert_ok(single.playbook("cluster_apply", spec_file=rdb_file))
+    admin = connect(single, host)
+    config = admin.call("CONFIG", "GET", "*")
+    config = dict(zip(config[::2], config[1::2], strict=True))
+    assert (config["appendonly"], config["save"]) == ("no", "3600 1 300 100 60 10000")
+    assert int(info(single, host, "server")["uptime_in_seconds"]) < 120  # restarted with the new file
+    assert admin.call("GET", "any:persistence") == "kept-across-modes"
+    admin.close()
