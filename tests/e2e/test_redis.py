@@ -177,7 +177,7 @@ class Writer(threading.Thread):
                 self.at.append(time.monotonic())
                 self.next_id += 1
             except (OSError, RespError) as error:
-                kind = str(error).split(" ", 1)[0] or type(error).__name__
+                kind = str(error).split(" ", 1)[0] if isinstance(error, RespError) else type(error).__name__
                 self.errors[kind] = self.errors.get(kind, 0) + 1
                 if conn is not None:
                     conn.close()
