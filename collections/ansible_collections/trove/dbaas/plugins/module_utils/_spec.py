@@ -41,7 +41,7 @@ PLANNED_TOPOLOGIES: dict[str, tuple[str, ...]] = {
 AVAILABLE_TOPOLOGIES: dict[str, tuple[str, ...]] = {
     "postgresql": ("standalone", "replicated", "ha"),
     "mariadb": (),
-    "redis": (),
+    "redis": ("standalone", "sentinel"),
 }
 ENGINE_VERSIONS: dict[str, tuple[str, ...]] = {
     "postgresql": ("15",),
@@ -50,11 +50,20 @@ ENGINE_VERSIONS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_PORTS: dict[str, int] = {"postgresql": 5432, "mariadb": 3306, "redis": 6379}
 # (min, max) members per topology; topologies not listed only get the schema's 1..9.
-# ha runs its consensus store (etcd) on the members: 3 is the fewest that survive losing one.
-MEMBER_LIMITS: dict[str, tuple[int, int]] = {"standalone": (1, 1), "replicated": (2, 9), "ha": (3, 9)}
+# ha runs its consensus store (etcd) on the members, sentinel a Sentinel on every member: 3 is the
+# fewest that survive losing one.
+MEMBER_LIMITS: dict[str, tuple[int, int]] = {
+    "standalone": (1, 1),
+    "replicated": (2, 9),
+    "ha": (3, 9),
+    "sentinel": (3, 9),
+}
 DEFAULT_MEMBERS: dict[str, int] = {"standalone": 1}
 DEFAULT_MEMBERS_OTHERWISE = 3
 SYNC_TOPOLOGIES = frozenset({"replicated", "ha"})
+# Fields only one engine reads, as (path in the spec, the engine).
+ENGINE_ONLY_FIELDS = (("persistence", "redis"),)
+ENGINE_ONLY_USER_FIELDS = (("keys", "redis"), ("commands", "redis"))
 BACKENDS = ("container", "ironic", "nova")
 AVAILABLE_BACKENDS = frozenset({"container"})
 # Repository directory per repository type: on the repository member's volume, or a bucket prefix.
@@ -140,6 +149,8 @@ def apply_defaults(document: dict[str, Any], schema: Mapping[str, Any]) -> dict[
         # Only the options object of the entry's own backend exists; the fill below gives its defaults.
         entry.setdefault(entry["backend"], {})
     _fill_missing_count(placement, spec["members"])
+    if engine == "redis":
+        spec.setdefault("persistence", {})
     repository = spec.setdefault("backup", {}).setdefault("repository", {})
     repository.setdefault("path", DEFAULT_BACKUP_PATHS[repository.get("type", "member")])
     return _fill(doc, schema, schema)
@@ -151,6 +162,7 @@ def semantic_errors(cluster: Mapping[str, Any]) -> list[str]:
     errors: list[str] = []
     for check in (
         _check_engine,
+        _check_engine_fields,
         _check_version,
         _check_members,
         _check_placement,
@@ -370,6 +382,44 @@ def _check_engine(spec: Mapping[str, Any]) -> list[str]:
     if topology in PLANNED_TOPOLOGIES.get(engine, ()):
         return [f"{message} yet; available: {_names(available)}"]
     return [f"{message}; available: {_names(available)} ({topology} does not exist for {engine})"]
+
+
+def _check_engine_fields(spec: Mapping[str, Any]) -> list[str]:
+    engine = spec["engine"]
+    errors = [
+        f"spec.{field}: only allowed for engine {owner!r}; got {engine!r}"
+        for field, owner in ENGINE_ONLY_FIELDS
+        if field in spec and engine != owner
+    ]
+    for index, user in enumerate(spec["users"]):
+        errors += [
+            f"spec.users[{index}].{field}: only allowed for engine {owner!r}; got {engine!r}"
+            for field, owner in ENGINE_ONLY_USER_FIELDS
+            if field in user and engine != owner
+        ]
+        if engine == "redis" and user["grants"]:
+            errors.append(f"spec.users[{index}].grants: not allowed for engine 'redis'; use keys and commands")
+    if engine == "redis":
+        errors += _redis_unavailable(spec)
+    return errors
+
+
+def _redis_unavailable(spec: Mapping[str, Any]) -> list[str]:
+    errors = []
+    if spec["databases"]:
+        errors.append("spec.databases: Redis has no named databases; separate applications with spec.users[].keys")
+    if spec["endpoint"]["proxy"]["enabled"]:
+        errors.append(
+            "spec.endpoint.proxy.enabled: not available for engine 'redis'; clients ask Sentinel for the primary"
+        )
+    backup = spec["backup"]
+    if "incrementalSchedule" in backup:
+        errors.append(
+            "spec.backup.incrementalSchedule: not available for engine 'redis'; every backup is a full RDB snapshot"
+        )
+    if backup["repository"]["type"] != "member":
+        errors.append("spec.backup.repository.type: only 'member' is available for engine 'redis' yet")
+    return errors
 
 
 def _check_version(spec: Mapping[str, Any]) -> list[str]:

@@ -85,7 +85,7 @@ def test_invalid_definition_lists_every_problem() -> None:
     assert_failed(
         result,
         "spec.members: 0 is less than the minimum of 1",
-        "spec.users[0].password: unknown field; allowed: grants, name",
+        "spec.users[0].password: unknown field; allowed: commands, grants, keys, name",
     )
     assert result["errors"] == sorted(result["errors"])
     assert len(result["msg"].splitlines()) == 2

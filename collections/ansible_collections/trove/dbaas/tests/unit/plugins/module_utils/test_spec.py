@@ -220,6 +220,34 @@ def test_normalized_document_is_valid_and_a_fixed_point(schema: dict[str, Any]) 
         assert validate_cluster(cluster, schema) == (cluster, [])
 
 
+def test_redis_defaults(schema: dict[str, Any]) -> None:
+    users = [{"name": "app", "keys": ["app:*"], "commands": ["+@read", "-@dangerous", "+client|setname"]}]
+    cluster, errors = validate_cluster(minimal(engine="redis", topology="sentinel", users=users), schema)
+    assert errors == []
+    spec = cluster["spec"]
+    assert (spec["version"], spec["members"], spec["endpoint"]["port"]) == ("7", 3, 6379)
+    assert spec["persistence"] == {"mode": "rdb"}
+    assert spec["users"][0]["keys"] == ["app:*"]
+    assert validate_cluster(cluster, schema) == (cluster, [])
+    # Other engines get no Redis fields.
+    pg, _ = validate_cluster(minimal(), schema)
+    assert "persistence" not in pg["spec"]
+
+
+@pytest.mark.parametrize("rule", ["read", "+", "+@Read", "+get key", "~app:*", "+@read;"])
+def test_redis_command_rules_are_checked(rule: str, schema: dict[str, Any]) -> None:
+    users = [{"name": "app", "commands": [rule]}]
+    error = one_error(minimal(engine="redis", topology="standalone", users=users), schema)
+    assert error.startswith("spec.users[0].commands[0]: ")
+
+
+@pytest.mark.parametrize("pattern", ["", "app *", "a" * 129])
+def test_redis_key_patterns_are_checked(pattern: str, schema: dict[str, Any]) -> None:
+    users = [{"name": "app", "keys": [pattern]}]
+    error = one_error(minimal(engine="redis", topology="standalone", users=users), schema)
+    assert error.startswith("spec.users[0].keys[0]: ")
+
+
 def test_input_is_not_modified(schema: dict[str, Any]) -> None:
     document = full()
     validate_cluster(document, schema)
@@ -326,8 +354,8 @@ def put(value: Any, *path: Any) -> Callable[[dict[str, Any]], None]:
 
 
 SPEC_KEYS = (
-    "backup, databases, endpoint, engine, members, parameters, placement, replication, storage, tls, topology, users, "
-    "version"
+    "backup, databases, endpoint, engine, members, parameters, persistence, placement, replication, storage, tls, "
+    "topology, users, version"
 )
 
 SCHEMA_CASES = [
@@ -419,8 +447,8 @@ SCHEMA_CASES = [
     (
         put([{"name": "app", "password": "secret"}], "spec", "users"),
         (
-            "spec.users[0].password: unknown field; allowed: grants, name (passwords are generated and kept in the "
-            "secrets directory"
+            "spec.users[0].password: unknown field; allowed: commands, grants, keys, name (passwords are generated "
+            "and kept in the secrets directory"
         ),
     ),
     (
@@ -486,9 +514,43 @@ def test_long_values_are_shortened(schema: dict[str, Any]) -> None:
 RULE_CASES = [
     (
         {"engine": "mariadb", "topology": "standalone"},
-        "spec.engine: 'mariadb' is not available yet; available: postgresql",
+        "spec.engine: 'mariadb' is not available yet; available: postgresql, redis",
     ),
-    ({"engine": "redis", "topology": "sentinel"}, "spec.engine: 'redis' is not available yet; available: postgresql"),
+    (
+        {"engine": "redis", "topology": "sharded"},
+        "spec.topology: 'sharded' is not available for engine 'redis' yet; available: sentinel, standalone",
+    ),
+    ({"engine": "redis", "topology": "sentinel", "members": 2}, "spec.members: 2 is too few for topology 'sentinel'"),
+    ({"persistence": {"mode": "aof"}}, "spec.persistence: only allowed for engine 'redis'; got 'postgresql'"),
+    ({"users": [{"name": "app", "keys": ["a:*"]}]}, "spec.users[0].keys: only allowed for engine 'redis'"),
+    (
+        {
+            "engine": "redis",
+            "topology": "standalone",
+            "users": [{"name": "app", "grants": [{"database": "d", "access": "all"}]}],
+        },
+        "spec.users[0].grants: not allowed for engine 'redis'; use keys and commands",
+    ),
+    (
+        {"engine": "redis", "topology": "standalone", "databases": [{"name": "appdb"}]},
+        "spec.databases: Redis has no named databases",
+    ),
+    (
+        {"engine": "redis", "topology": "sentinel", "endpoint": {"proxy": {"enabled": True}}},
+        "spec.endpoint.proxy.enabled: not available for engine 'redis'",
+    ),
+    (
+        {"engine": "redis", "topology": "sentinel", "backup": {"incrementalSchedule": "hourly"}},
+        "spec.backup.incrementalSchedule: not available for engine 'redis'; every backup is a full RDB snapshot",
+    ),
+    (
+        {
+            "engine": "redis",
+            "topology": "sentinel",
+            "backup": {"repository": {"type": "s3", "bucket": "b", "region": "r"}},
+        },
+        "spec.backup.repository.type: only 'member' is available for engine 'redis' yet",
+    ),
     (
         {"topology": "galera"},
         (
