@@ -17,7 +17,7 @@ import time
 
 import pytest
 import yaml
-from conftest import Cluster, applied_cluster, assert_ok
+from conftest import Cluster, applied_cluster, assert_ok, wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -130,18 +130,6 @@ def sentinel_primary(cluster: Cluster, host: str) -> str:
         return conn.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", NAME)[0]
     finally:
         conn.close()
-
-
-def wait_for(check, timeout: float = 90):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if check():
-                return
-        except (OSError, RespError, AssertionError, KeyError, TypeError):
-            pass
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.5)
 
 
 class Writer(threading.Thread):

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import applied_cluster, assert_ok
-from test_redis import PODMAN_ENV, RespError, address, connect, info, wait_for
+from conftest import applied_cluster, assert_ok, wait_for
+from test_redis import PODMAN_ENV, RespError, address, connect, info
 
 pytestmark = pytest.mark.redis
 
