@@ -17,7 +17,7 @@ export PATH := $(BIN):$(PATH)
 # The project's own podman settings (installed by the image/backend roles); /etc is left alone.
 export CONTAINERS_CONF := /var/lib/trove-dbaas/containers.conf
 
-.PHONY: help deps gates images demo test unit e2e lint build galaxy sanity importer bench clean
+.PHONY: help deps gates images demo test unit e2e lint build galaxy sanity importer ee bench clean
 help:
 	@echo "make demo   - install, build images, apply $(DEMO), show status and DSN"
 	@echo "make test   - unit + end-to-end tests on real containers (what CI runs)"
@@ -26,6 +26,7 @@ help:
 	@echo "make galaxy - install the tarball into an empty collections path and check it"
 	@echo "make sanity - ansible-test sanity on the collection"
 	@echo "make importer - galaxy-importer on the tarball (what Galaxy runs on upload)"
+	@echo "make ee     - the execution environment's build context in build/ee (no image build)"
 	@echo "make bench  - switchover/failover write gaps, apply times, backup/restore MB/s (JSON)"
 	@echo "make clean  - delete test/demo clusters and build output"
 
@@ -93,6 +94,16 @@ importer: gates build
 	cd build && PATH=$(CURDIR)/$(GATES)/bin:$$PATH $(CURDIR)/$(GATES)/bin/python -m galaxy_importer.main \
 	  $(CURDIR)/$(TARBALL) | tee importer.log
 	! grep '^ERROR' build/importer.log
+
+# The context only: base images come from a registry. introspect shows what the collection adds.
+ee: gates build
+	cp $(TARBALL) build/trove-dbaas.tar.gz
+	$(GATES)/bin/ansible-builder create -f execution-environment.yml -c build/ee
+	test -f build/ee/_build/collections/trove-dbaas.tar.gz
+	grep -qx 'ansible>=11,<13' build/ee/_build/requirements.txt
+	$(GATES)/bin/ansible-builder introspect --sanitize collections | tee build/ee/introspect.yml
+	grep -q "jsonschema.*from collection trove.dbaas" build/ee/introspect.yml
+	grep -q "openssh-client .*from collection trove.dbaas" build/ee/introspect.yml
 
 bench: images
 	$(BIN)/python benchmarks/postgresql.py
