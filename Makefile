@@ -20,7 +20,7 @@ export CONTAINERS_CONF := /var/lib/trove-dbaas/containers.conf
 .PHONY: help deps gates images demo test unit e2e lint build galaxy sanity importer ee bench clean
 help:
 	@echo "make demo   - install, build images, apply $(DEMO), show status and DSN"
-	@echo "make test   - unit + end-to-end tests on real containers (what CI runs)"
+	@echo "make test   - lint, unit, end-to-end tests on real containers, galaxy, sanity (what CI runs)"
 	@echo "make lint   - ansible-lint (production), ruff, yamllint"
 	@echo "make build  - build the collection tarball"
 	@echo "make galaxy - install the tarball into an empty collections path and check it"
