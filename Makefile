@@ -8,17 +8,25 @@ BIN := $(CURDIR)/$(VENV)/bin
 COLLECTION := collections/ansible_collections/trove/dbaas
 APT_PACKAGES := podman runc netavark aardvark-dns debootstrap python3-venv postgresql-client openssh-client make
 DEMO ?= examples/postgresql-replicated.yml
+TARBALL := build/trove-dbaas-$(shell sed -n 's/^version: //p' $(COLLECTION)/galaxy.yml).tar.gz
+# Quality gates whose dependencies conflict with requirements.txt get their own venv.
+GATES := .venv-gates
+GATES_PACKAGES := 'galaxy-importer>=0.4.44,<0.5' 'ansible-builder>=3.1,<4'
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 # The project's own podman settings (installed by the image/backend roles); /etc is left alone.
 export CONTAINERS_CONF := /var/lib/trove-dbaas/containers.conf
 
-.PHONY: help deps images demo test unit e2e lint build bench clean
+.PHONY: help deps gates images demo test unit e2e lint build galaxy sanity importer ee bench clean
 help:
 	@echo "make demo   - install, build images, apply $(DEMO), show status and DSN"
-	@echo "make test   - unit + end-to-end tests on real containers (what CI runs)"
+	@echo "make test   - lint, unit, end-to-end tests on real containers, galaxy, sanity (what CI runs)"
 	@echo "make lint   - ansible-lint (production), ruff, yamllint"
 	@echo "make build  - build the collection tarball"
+	@echo "make galaxy - install the tarball into an empty collections path and check it"
+	@echo "make sanity - ansible-test sanity on the collection"
+	@echo "make importer - galaxy-importer on the tarball (what Galaxy runs on upload)"
+	@echo "make ee     - the execution environment's build context in build/ee (no image build)"
 	@echo "make bench  - switchover/failover write gaps, apply times, backup/restore MB/s (JSON)"
 	@echo "make clean  - delete test/demo clusters and build output"
 
@@ -31,6 +39,14 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 deps: $(VENV)/.installed
+
+$(GATES)/.installed:
+	python3 -m venv $(GATES)
+	$(GATES)/bin/pip install -q --upgrade pip
+	$(GATES)/bin/pip install -q $(GATES_PACKAGES)
+	touch $@
+
+gates: $(GATES)/.installed
 
 images: deps
 	$(BIN)/ansible-playbook playbooks/image_build.yml
@@ -48,7 +64,7 @@ unit: deps
 e2e: images
 	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -n 2 --dist loadscope
 
-test: lint unit e2e build
+test: lint unit e2e galaxy sanity
 
 lint: deps
 	$(BIN)/yamllint -s .
@@ -59,6 +75,35 @@ lint: deps
 build: deps
 	mkdir -p build
 	$(BIN)/ansible-galaxy collection build $(COLLECTION) --output-path build --force
+
+galaxy: build
+	tools/galaxy_install_check.sh $(TARBALL)
+
+# ansible-test fetches its pip bootstrap from a host that is not reachable; a stand-in that uses
+# ensurepip and PyPI is put in its cache. HOME keeps its sanity venvs out of the user's ~/.ansible.
+SANITY_HOME := $(CURDIR)/$(GATES)/home
+sanity: deps
+	pip_version=$$($(BIN)/python -c "from types import SimpleNamespace; \
+	  from ansible_test._internal.python_requirements import get_venv_packages; \
+	  print(get_venv_packages(SimpleNamespace(version='3.11'))['pip'].replace('.', '_'))"); \
+	install -D -m 644 tools/get_pip_offline.py $(SANITY_HOME)/.ansible/test/cache/get_pip_$$pip_version.py
+	cd $(COLLECTION) && HOME=$(SANITY_HOME) $(BIN)/ansible-test sanity --python 3.11
+
+# galaxy-importer reports problems as ERROR lines and still exits 0.
+importer: gates build
+	cd build && PATH=$(CURDIR)/$(GATES)/bin:$$PATH $(CURDIR)/$(GATES)/bin/python -m galaxy_importer.main \
+	  $(CURDIR)/$(TARBALL) | tee importer.log
+	! grep '^ERROR' build/importer.log
+
+# The context only: base images come from a registry. introspect shows what the collection adds.
+ee: gates build
+	cp $(TARBALL) build/trove-dbaas.tar.gz
+	$(GATES)/bin/ansible-builder create -f execution-environment.yml -c build/ee
+	test -f build/ee/_build/collections/trove-dbaas.tar.gz
+	grep -qx 'ansible>=11,<13' build/ee/_build/requirements.txt
+	$(GATES)/bin/ansible-builder introspect --sanitize collections | tee build/ee/introspect.yml
+	grep -q "jsonschema.*from collection trove.dbaas" build/ee/introspect.yml
+	grep -q "openssh-client .*from collection trove.dbaas" build/ee/introspect.yml
 
 bench: images
 	$(BIN)/python benchmarks/postgresql.py
@@ -71,4 +116,4 @@ clean:
 	-for c in $$(podman ps -a --format '{{index .Labels "trove.dbaas/cluster"}}' | grep '^e2e-' | sort -u); do \
 	  podman rm -f $$(podman ps -aq --filter label=trove.dbaas/cluster=$$c); \
 	  podman volume rm $$(podman volume ls -q --filter label=trove.dbaas/cluster=$$c); done
-	rm -rf build
+	rm -rf build $(COLLECTION)/tests/output

@@ -1,18 +1,5 @@
 from __future__ import annotations
 
-import json
-import os
-import re
-import shlex
-import subprocess
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
-
-from ansible.errors import AnsibleParserError
-from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
-from ansible.utils.display import Display
-
 DOCUMENTATION = r"""
 name: clusters
 short_description: Database cluster members discovered from podman container labels
@@ -122,6 +109,19 @@ keyed_groups:
 groups:
   trove_primary_candidates: trove_member.endswith('-0')
 """
+
+import json
+import os
+import re
+import shlex
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ansible.errors import AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
+from ansible.utils.display import Display
 
 display = Display()
 

@@ -85,7 +85,7 @@ def plan_members(
             key=lambda m: member_index(m["name"]),
         )[: int(entry["count"])]
         plan += [{"name": m["name"], "placement": entry_no, "backend": entry["backend"]} for m in keep]
-        for _ in range(int(entry["count"]) - len(keep)):
-            plan.append({"name": f"{cluster}-{next_index}", "placement": entry_no, "backend": entry["backend"]})
-            next_index += 1
+        new_indexes = range(next_index, next_index + int(entry["count"]) - len(keep))
+        plan += [{"name": f"{cluster}-{i}", "placement": entry_no, "backend": entry["backend"]} for i in new_indexes]
+        next_index = new_indexes.stop
     return plan
