@@ -64,7 +64,7 @@ unit: deps
 e2e: images
 	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -n 2 --dist loadscope
 
-test: lint unit e2e galaxy sanity
+test: lint unit galaxy sanity e2e
 
 lint: deps
 	$(BIN)/yamllint -s .
