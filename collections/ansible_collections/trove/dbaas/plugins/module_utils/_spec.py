@@ -40,7 +40,7 @@ PLANNED_TOPOLOGIES: dict[str, tuple[str, ...]] = {
 # Pairs implemented now; an engine is available when it has at least one topology here.
 AVAILABLE_TOPOLOGIES: dict[str, tuple[str, ...]] = {
     "postgresql": ("standalone", "replicated", "ha"),
-    "mariadb": (),
+    "mariadb": ("standalone", "replicated"),
     "redis": (),
 }
 ENGINE_VERSIONS: dict[str, tuple[str, ...]] = {
