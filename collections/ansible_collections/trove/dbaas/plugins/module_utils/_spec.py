@@ -55,6 +55,8 @@ MEMBER_LIMITS: dict[str, tuple[int, int]] = {"standalone": (1, 1), "replicated":
 DEFAULT_MEMBERS: dict[str, int] = {"standalone": 1}
 DEFAULT_MEMBERS_OTHERWISE = 3
 SYNC_TOPOLOGIES = frozenset({"replicated", "ha"})
+# Engines whose synchronous mode waits for exactly one replica (MariaDB semi-synchronous replication).
+SINGLE_ACK_ENGINES = frozenset({"mariadb"})
 BACKENDS = ("container", "ironic", "nova")
 AVAILABLE_BACKENDS = frozenset({"container"})
 # Repository directory per repository type: on the repository member's volume, or a bucket prefix.
@@ -440,6 +442,12 @@ def _check_replication(spec: Mapping[str, Any]) -> list[str]:
     if topology not in SYNC_TOPOLOGIES:
         needed = " or ".join(sorted(SYNC_TOPOLOGIES))
         return [f"spec.replication.mode: 'sync' requires topology {needed}; got {topology!r}"]
+    if spec["engine"] in SINGLE_ACK_ENGINES and replication["syncCount"] != 1:
+        count, engine = replication["syncCount"], spec["engine"]
+        return [
+            f"spec.replication.syncCount: {count} is not allowed for engine {engine!r}; "
+            "semi-synchronous replication waits for one replica, so it must be 1"
+        ]
     if replication["syncCount"] > members - 1:
         count = replication["syncCount"]
         return [f"spec.replication.syncCount: {count} is more than spec.members - 1; it allows at most {members - 1}"]
