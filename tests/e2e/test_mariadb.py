@@ -133,7 +133,9 @@ def test_replicas_refuse_writes(mdb):
 def test_connections_without_tls_are_refused(mdb):
     with pytest.raises(pymysql.err.MySQLError) as refused:
         connect(mdb, f"{NAME}-0", tls=False).cursor().execute("SELECT 1")
-    assert "insecure transport are prohibited" in str(refused.value)  # require_secure_transport
+    # require_secure_transport: MariaDB answers a plain-text login with "access denied"; the same
+    # credentials work over TLS.
+    assert refused.value.args[0] == 1045
     cipher = query(mdb, f"{NAME}-0", "SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1]
     assert cipher
 
@@ -205,6 +207,7 @@ class Writer(threading.Thread):
         super().__init__(daemon=True)
         self.cluster, self.next_id, self.acked, self.times = cluster, start, [], []
         self.members = list(cluster.members())
+        self.errors: list[str] = []
         self.stopping = threading.Event()
 
     def _writable(self) -> pymysql.Connection | None:
@@ -231,7 +234,10 @@ class Writer(threading.Thread):
                     self.acked.append(self.next_id)
                     self.times.append(time.monotonic())
                     self.next_id += 1
-            except pymysql.err.Error:
+            except pymysql.err.Error as error:
+                # The row may have committed without an acknowledgement: never reuse its id.
+                self.errors.append(f"{time.monotonic():.1f} {error}")
+                self.next_id += 1
                 conn = None
             time.sleep(0.01)
 
@@ -261,12 +267,13 @@ def test_switchover_under_writes_loses_no_acknowledged_commit(mdb):
     writer.start()
     time.sleep(2)
     run = mdb.playbook("switchover", "-e", f"target={NAME}-2")
-    time.sleep(2)
+    switched = time.monotonic()
+    time.sleep(3)
     acked = writer.stop()
     assert_ok(run)
     assert primary_of(mdb) == f"{NAME}-2"
     assert len(acked) > 100, "the writer committed too little to tell"
-    assert writer.times[-1] > time.monotonic() - 4, "no commit was acknowledged after the switchover"
+    assert writer.times[-1] > switched, f"no commit acknowledged after the switchover: {writer.errors[-5:]}"
     assert missing_on(mdb, f"{NAME}-2", acked) == []
     print(f"switchover: {len(acked)} commits acknowledged, longest write gap {writer.longest_gap():.2f} s")
     for member in (f"{NAME}-0", f"{NAME}-1"):
