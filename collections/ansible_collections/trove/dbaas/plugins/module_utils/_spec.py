@@ -40,7 +40,7 @@ PLANNED_TOPOLOGIES: dict[str, tuple[str, ...]] = {
 # Pairs implemented now; an engine is available when it has at least one topology here.
 AVAILABLE_TOPOLOGIES: dict[str, tuple[str, ...]] = {
     "postgresql": ("standalone", "replicated", "ha"),
-    "mariadb": (),
+    "mariadb": ("standalone", "replicated"),
     "redis": ("standalone", "sentinel"),
 }
 ENGINE_VERSIONS: dict[str, tuple[str, ...]] = {
@@ -64,6 +64,8 @@ SYNC_TOPOLOGIES = frozenset({"replicated", "ha"})
 # Fields only one engine reads, as (path in the spec, the engine).
 ENGINE_ONLY_FIELDS = (("persistence", "redis"),)
 ENGINE_ONLY_USER_FIELDS = (("keys", "redis"), ("commands", "redis"))
+# Engines whose synchronous mode waits for exactly one replica (MariaDB semi-synchronous replication).
+SINGLE_ACK_ENGINES = frozenset({"mariadb"})
 BACKENDS = ("container", "ironic", "nova")
 AVAILABLE_BACKENDS = frozenset({"container"})
 # Repository directory per repository type: on the repository member's volume, or a bucket prefix.
@@ -490,6 +492,12 @@ def _check_replication(spec: Mapping[str, Any]) -> list[str]:
     if topology not in SYNC_TOPOLOGIES:
         needed = " or ".join(sorted(SYNC_TOPOLOGIES))
         return [f"spec.replication.mode: 'sync' requires topology {needed}; got {topology!r}"]
+    if spec["engine"] in SINGLE_ACK_ENGINES and replication["syncCount"] != 1:
+        count, engine = replication["syncCount"], spec["engine"]
+        return [
+            f"spec.replication.syncCount: {count} is not allowed for engine {engine!r}; "
+            "semi-synchronous replication waits for one replica, so it must be 1"
+        ]
     if replication["syncCount"] > members - 1:
         count = replication["syncCount"]
         return [f"spec.replication.syncCount: {count} is more than spec.members - 1; it allows at most {members - 1}"]

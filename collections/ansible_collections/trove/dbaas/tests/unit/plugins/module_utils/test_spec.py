@@ -513,8 +513,13 @@ def test_long_values_are_shortened(schema: dict[str, Any]) -> None:
 
 RULE_CASES = [
     (
-        {"engine": "mariadb", "topology": "standalone"},
-        "spec.engine: 'mariadb' is not available yet; available: postgresql, redis",
+        {"engine": "mariadb", "topology": "galera", "version": "10.11"},
+        "spec.topology: 'galera' is not available for engine 'mariadb' yet; available: replicated, standalone",
+    ),
+    (
+        {"engine": "mariadb", "version": "10.11", "replication": {"mode": "sync", "syncCount": 2}},
+        "spec.replication.syncCount: 2 is not allowed for engine 'mariadb'; semi-synchronous replication waits for one "
+        "replica, so it must be 1",
     ),
     (
         {"engine": "redis", "topology": "sharded"},

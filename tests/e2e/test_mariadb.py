@@ -1,0 +1,352 @@
+"""MariaDB on real members: GTID replication (semi-synchronous), TLS, grants, switchover, failover.
+
+One 3-member cluster for the module; the tests run in file order and each leaves it healthy for
+the next (the failover test ends with an apply that brings the killed primary back).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+
+import pymysql
+import pytest
+import yaml
+from conftest import Cluster, applied_cluster, assert_ok
+
+pytestmark = pytest.mark.mariadb
+NAME = "e2e-mdb"
+
+
+@pytest.fixture(scope="module")
+def mdb(tmp_path_factory):
+    spec = {"replication": {"mode": "sync"}, "parameters": {"long_query_time": 2}}
+    cluster = applied_cluster(tmp_path_factory, "mariadb-replicated.yml", NAME, **spec)
+    query(cluster, primary_of(cluster), "CREATE TABLE IF NOT EXISTS ticks (id bigint PRIMARY KEY)")
+    yield cluster
+    cluster.purge()
+
+
+def address(cluster: Cluster, name: str) -> str:
+    return cluster.members()[name]["ansible_host"]
+
+
+def connect(cluster: Cluster, member: str, user: str = "app", tls: bool = True, **kw) -> pymysql.Connection:
+    ssl = {"ssl_ca": str(cluster.ca_file), "ssl_verify_cert": True, "ssl_verify_identity": True}
+    options = {"connect_timeout": 5, **(ssl if tls else {"ssl_disabled": True}), **kw}
+    return pymysql.connect(
+        host=address(cluster, member),
+        port=3306,
+        user=user,
+        password=cluster.password(user),
+        database="appdb",
+        autocommit=True,
+        **options,
+    )
+
+
+def query(cluster: Cluster, member: str, sql: str, user: str = "app", args=None) -> tuple:
+    with connect(cluster, member, user) as conn, conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchall()
+
+
+def admin(cluster: Cluster, member: str, sql: str) -> list[dict[str, str]]:
+    """Run SQL as root on a member (local socket) through SSH; rows as dicts."""
+    key = cluster.home / "ssh" / "id_ed25519"
+    out = subprocess.run(
+        ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "LogLevel=ERROR", f"root@{address(cluster, member)}", "mariadb", "-B", "-e", f'"{sql}"'],
+        capture_output=True, text=True, check=True, timeout=30,
+    ).stdout.splitlines()  # fmt: skip
+    return [dict(zip(out[0].split("\t"), line.split("\t"), strict=True)) for line in out[1:]] if out else []
+
+
+def replica_status(cluster: Cluster, member: str) -> dict[str, str]:
+    rows = admin(cluster, member, "SHOW SLAVE STATUS")
+    return rows[0] if rows else {}
+
+
+def assert_replicates_from(cluster: Cluster, member: str, primary: str) -> None:
+    status = replica_status(cluster, member)
+    running = (status["Master_Host"], status["Slave_IO_Running"], status["Slave_SQL_Running"])
+    assert running == (primary, "Yes", "Yes"), status
+
+
+def roles(cluster: Cluster) -> dict[str, str]:
+    return {
+        name: ("replica" if query(cluster, name, "SELECT @@read_only")[0][0] else "primary")
+        for name in cluster.members()
+    }
+
+
+def primary_of(cluster: Cluster) -> str:
+    return next(name for name, role in roles(cluster).items() if role == "primary")
+
+
+def gtid(cluster: Cluster, member: str) -> str:
+    return admin(cluster, member, "SELECT @@gtid_current_pos AS pos")[0]["pos"]
+
+
+def wait_equal_gtids(cluster: Cluster, members: list[str], timeout: float = 30) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        positions = {m: gtid(cluster, m) for m in members}
+        if len(set(positions.values())) == 1 or time.monotonic() > deadline:
+            return positions
+        time.sleep(0.5)
+
+
+def test_one_primary_and_two_replicas_over_verified_tls(mdb):
+    assert sorted(mdb.members()) == [f"{NAME}-0", f"{NAME}-1", f"{NAME}-2"]
+    assert roles(mdb) == {f"{NAME}-0": "primary", f"{NAME}-1": "replica", f"{NAME}-2": "replica"}
+    for replica in (f"{NAME}-1", f"{NAME}-2"):
+        assert_replicates_from(mdb, replica, f"{NAME}-0")
+        status = replica_status(mdb, replica)
+        assert (status["Using_Gtid"], status["Master_SSL_Allowed"], status["Master_SSL_Verify_Server_Cert"]) == (
+            "Slave_Pos",
+            "Yes",
+            "Yes",
+        )
+    semisync = admin(mdb, f"{NAME}-0", "SHOW STATUS LIKE 'Rpl_semi_sync_master_%clients'")
+    assert semisync == [{"Variable_name": "Rpl_semi_sync_master_clients", "Value": "2"}]
+
+
+def test_rows_written_on_the_primary_reach_every_replica_with_equal_gtids(mdb):
+    token = uuid.uuid4().hex
+    query(mdb, f"{NAME}-0", "CREATE TABLE IF NOT EXISTS e2e (token varchar(64) PRIMARY KEY)")
+    query(mdb, f"{NAME}-0", "INSERT INTO e2e VALUES (%s)", args=(token,))
+    positions = wait_equal_gtids(mdb, list(mdb.members()))
+    assert len(set(positions.values())) == 1, positions
+    for replica in (f"{NAME}-1", f"{NAME}-2"):
+        assert query(mdb, replica, "SELECT count(*) FROM e2e WHERE token = %s", args=(token,)) == ((1,),)
+
+
+def test_replicas_refuse_writes(mdb):
+    with pytest.raises(pymysql.err.MySQLError) as refused:
+        query(mdb, f"{NAME}-1", "INSERT INTO ticks VALUES (-1)")
+    assert refused.value.args[0] == 1290  # ER_OPTION_PREVENTS_STATEMENT: --read-only
+
+
+def test_connections_without_tls_are_refused(mdb):
+    with pytest.raises(pymysql.err.MySQLError) as refused:
+        connect(mdb, f"{NAME}-0", tls=False).cursor().execute("SELECT 1")
+    # require_secure_transport: MariaDB answers a plain-text login with "access denied"; the same
+    # credentials work over TLS.
+    assert refused.value.args[0] == 1045
+    cipher = query(mdb, f"{NAME}-0", "SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0][1]
+    assert cipher
+
+
+def test_grants_follow_the_spec(mdb):
+    query(mdb, f"{NAME}-0", "CREATE TABLE IF NOT EXISTS ro_check (id int)")
+    wait_equal_gtids(mdb, list(mdb.members()))
+    assert query(mdb, f"{NAME}-1", "SELECT count(*) FROM ro_check", user="reporting") == ((0,),)
+    with pytest.raises(pymysql.err.MySQLError) as denied:
+        query(mdb, f"{NAME}-0", "INSERT INTO ro_check VALUES (1)", user="reporting")
+    assert denied.value.args[0] == 1142  # command denied
+    with pytest.raises(pymysql.err.MySQLError) as denied:
+        query(mdb, f"{NAME}-0", "SELECT user FROM mysql.user", user="app")
+    assert denied.value.args[0] == 1142
+    with pytest.raises(pymysql.err.MySQLError) as denied:
+        query(mdb, f"{NAME}-0", "CREATE DATABASE other", user="app")
+    assert denied.value.args[0] == 1044  # access denied to database
+
+
+def test_second_apply_changes_nothing(mdb):
+    run = mdb.playbook("cluster_apply")
+    assert_ok(run)
+    recap = run.recap()
+    assert set(recap) >= {"localhost", *mdb.members()}
+    assert {host: c["changed"] for host, c in recap.items() if c["changed"]} == {}
+    assert f"mariadb://app@{address(mdb, f'{NAME}-0')}:3306/appdb?ssl-mode=VERIFY_IDENTITY" in run.output
+
+
+def test_status_shows_roles_and_replication(mdb):
+    run = mdb.playbook("cluster_status")
+    assert_ok(run)
+    lines = [line for line in run.output.splitlines() if f"{NAME}-" in line and ":3306" in line]
+    cells = sorted(line.strip(" -").split()[1:4] for line in lines)
+    assert cells == [["primary", "running", "0"], ["replica", "streaming", "0"], ["replica", "streaming", "0"]]
+
+
+def uptime(cluster: Cluster) -> dict[str, int]:
+    return {m: int(admin(cluster, m, "SHOW GLOBAL STATUS LIKE 'Uptime'")[0]["Value"]) for m in cluster.members()}
+
+
+def test_dynamic_parameter_changes_without_restart(mdb, tmp_path):
+    document = yaml.safe_load(mdb.spec_file.read_text())
+    document["spec"]["parameters"]["long_query_time"] = 3
+    changed = tmp_path / "params.yml"
+    changed.write_text(yaml.safe_dump(document))
+    before = uptime(mdb)
+    assert_ok(mdb.playbook("cluster_apply", spec_file=changed))
+    after = uptime(mdb)
+    assert all(after[m] >= before[m] for m in before), (before, after)
+    for member in mdb.members():
+        assert admin(mdb, member, "SELECT @@global.long_query_time AS v") == [{"v": "3.000000"}]
+    mdb.spec_file.write_text(yaml.safe_dump(document))
+
+
+def test_unknown_parameter_is_refused_by_name(mdb, tmp_path):
+    document = yaml.safe_load(mdb.spec_file.read_text())
+    document["spec"]["parameters"]["no_such_setting"] = 1
+    bad = tmp_path / "bad.yml"
+    bad.write_text(yaml.safe_dump(document))
+    run = mdb.playbook("cluster_apply", spec_file=bad)
+    assert run.rc != 0
+    assert "spec.parameters: no_such_setting unknown to MariaDB 10.11" in run.output
+
+
+class Writer(threading.Thread):
+    """Commits one row every 10 ms on whichever member accepts writes; remembers what was acknowledged."""
+
+    def __init__(self, cluster: Cluster, start: int):
+        super().__init__(daemon=True)
+        self.cluster, self.next_id, self.acked, self.times = cluster, start, [], []
+        self.members = list(cluster.members())
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+
+    def _writable(self) -> pymysql.Connection | None:
+        for member in self.members:
+            try:
+                conn = connect(self.cluster, member, connect_timeout=1, read_timeout=5, write_timeout=5)
+            except pymysql.err.Error:
+                continue
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@read_only")
+                if cur.fetchone()[0] == 0:
+                    return conn
+            conn.close()
+        return None
+
+    def run(self) -> None:
+        conn = None
+        while not self.stopping.is_set():
+            try:
+                conn = conn or self._writable()
+                if conn is not None:
+                    with conn.cursor() as cur:
+                        cur.execute("INSERT INTO ticks VALUES (%s)", (self.next_id,))
+                    self.acked.append(self.next_id)
+                    self.times.append(time.monotonic())
+                    self.next_id += 1
+            except pymysql.err.Error as error:
+                # The row may have committed without an acknowledgement: never reuse its id.
+                self.errors.append(f"{time.monotonic():.1f} {error}")
+                self.next_id += 1
+                conn = None
+            time.sleep(0.01)
+
+    def stop(self) -> list[int]:
+        self.stopping.set()
+        self.join(15)
+        return self.acked
+
+    def longest_gap(self) -> float:
+        return max(b - a for a, b in zip(self.times, self.times[1:], strict=False))
+
+
+def missing_on(cluster: Cluster, member: str, acked: list[int]) -> list[int]:
+    rows = query(cluster, member, "SELECT id FROM ticks WHERE id >= %s", args=(min(acked),))
+    return sorted(set(acked) - {r[0] for r in rows})
+
+
+def test_switchover_refuses_an_unknown_target(mdb):
+    run = mdb.playbook("switchover", "-e", "target=nobody")
+    assert run.rc != 0
+    assert f"target: nobody is not a member; members: {NAME}-0, {NAME}-1, {NAME}-2" in run.output
+    assert primary_of(mdb) == f"{NAME}-0"
+
+
+def test_switchover_under_writes_loses_no_acknowledged_commit(mdb):
+    writer = Writer(mdb, start=1_000_000)
+    writer.start()
+    time.sleep(2)
+    run = mdb.playbook("switchover", "-e", f"target={NAME}-2")
+    switched = time.monotonic()
+    time.sleep(3)
+    acked = writer.stop()
+    assert_ok(run)
+    assert primary_of(mdb) == f"{NAME}-2"
+    assert len(acked) > 100, "the writer committed too little to tell"
+    assert writer.times[-1] > switched, f"no commit acknowledged after the switchover: {writer.errors[-5:]}"
+    assert missing_on(mdb, f"{NAME}-2", acked) == []
+    print(f"switchover: {len(acked)} commits acknowledged, longest write gap {writer.longest_gap():.2f} s")
+    for member in (f"{NAME}-0", f"{NAME}-1"):
+        assert_replicates_from(mdb, member, f"{NAME}-2")
+    positions = wait_equal_gtids(mdb, list(mdb.members()))
+    assert len(set(positions.values())) == 1, positions
+    assert missing_on(mdb, f"{NAME}-0", acked) == []
+
+
+def test_failover_is_refused_while_the_primary_answers(mdb):
+    run = mdb.playbook("failover")
+    assert run.rc != 0
+    assert f"failover refused: the primary {NAME}-2 still answers" in run.output
+    assert primary_of(mdb) == f"{NAME}-2"
+
+
+def podman(*args: str) -> None:
+    subprocess.run(["podman", *args], check=True, capture_output=True, timeout=120)
+
+
+def wait_for_server(cluster: Cluster, member: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin(cluster, member, "SELECT 1 AS up")
+            return
+        except subprocess.SubprocessError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def test_failover_after_the_primary_is_killed(mdb):
+    writer = Writer(mdb, start=2_000_000)
+    writer.start()
+    time.sleep(2)
+    podman("kill", f"{NAME}-2")
+    # Semi-synchronous: with a replica down too, the one left may lack an acknowledged commit.
+    podman("stop", "-t", "5", f"{NAME}-1")
+    refused = mdb.playbook("failover")
+    assert refused.rc != 0
+    assert (
+        f"failover refused: spec.replication.mode is sync (semi-synchronous) and replica(s) {NAME}-1 did not answer"
+        in refused.output
+    )
+    assert replica_status(mdb, f"{NAME}-0")["Master_Host"] == f"{NAME}-2"
+
+    podman("start", f"{NAME}-1")
+    wait_for_server(mdb, f"{NAME}-1")
+    run = mdb.playbook("failover")
+    assert_ok(run)
+    time.sleep(2)
+    acked = writer.stop()
+    new = primary_of_running(mdb)
+    assert missing_on(mdb, new, acked) == []
+    other = ({f"{NAME}-0", f"{NAME}-1"} - {new}).pop()
+    assert_replicates_from(mdb, other, new)
+    query(mdb, new, "INSERT INTO ticks VALUES (%s)", args=(3_000_000,))
+    assert wait_equal_gtids(mdb, [new, other]) and missing_on(mdb, other, [3_000_000]) == []
+
+
+def test_apply_brings_the_killed_primary_back_as_a_replica(mdb):
+    new = primary_of_running(mdb)
+    assert_ok(mdb.playbook("cluster_apply"))
+    assert_replicates_from(mdb, f"{NAME}-2", new)
+    assert query(mdb, f"{NAME}-2", "SELECT @@read_only") == ((1,),)
+    positions = wait_equal_gtids(mdb, list(mdb.members()))
+    assert len(set(positions.values())) == 1, positions
+    assert missing_on(mdb, f"{NAME}-2", [3_000_000]) == []
+
+
+def primary_of_running(cluster: Cluster) -> str:
+    for member in (f"{NAME}-0", f"{NAME}-1"):
+        if query(cluster, member, "SELECT @@read_only") == ((0,),):
+            return member
+    raise AssertionError("no running member accepts writes")
