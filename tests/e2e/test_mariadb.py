@@ -17,7 +17,7 @@ import yaml
 from conftest import Cluster, applied_cluster, assert_ok
 
 pytestmark = pytest.mark.mariadb
-NAME = "e2e-mdb"
+NAME = "e2e-maria"
 
 
 @pytest.fixture(scope="module")
