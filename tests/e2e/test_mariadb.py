@@ -15,6 +15,7 @@ import pymysql
 import pytest
 import yaml
 from conftest import Cluster, applied_cluster, assert_ok
+from test_postgresql import address, served_serial
 
 pytestmark = pytest.mark.mariadb
 NAME = "e2e-maria"
@@ -27,10 +28,6 @@ def mdb(tmp_path_factory):
     query(cluster, primary_of(cluster), "CREATE TABLE IF NOT EXISTS ticks (id bigint PRIMARY KEY)")
     yield cluster
     cluster.purge()
-
-
-def address(cluster: Cluster, name: str) -> str:
-    return cluster.members()[name]["ansible_host"]
 
 
 def connect(cluster: Cluster, member: str, user: str = "app", tls: bool = True, **kw) -> pymysql.Connection:
@@ -200,25 +197,12 @@ def test_unknown_parameter_is_refused_by_name(mdb, tmp_path):
     assert "spec.parameters: no_such_setting unknown to MariaDB 10.11" in run.output
 
 
-def served_serial(cluster: Cluster, member: str) -> str:
-    """Serial of the certificate a member's MariaDB presents, read over the wire."""
-    out = subprocess.run(
-        f"openssl s_client -starttls mysql -connect {address(cluster, member)}:3306 -CAfile {cluster.ca_file}"
-        " -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial",
-        shell=True,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip()
-
-
 def test_rotate_tls_without_restart_or_errant_transactions(mdb):
-    before = {m: served_serial(mdb, m) for m in mdb.members()}
+    before = {m: served_serial(mdb, m, starttls="mysql", port=3306) for m in mdb.members()}
     started = uptime(mdb)
     replica_binlog = admin(mdb, f"{NAME}-1", "SELECT @@gtid_binlog_pos AS pos")
     assert_ok(mdb.playbook("rotate_tls"))
-    after = {m: served_serial(mdb, m) for m in mdb.members()}
+    after = {m: served_serial(mdb, m, starttls="mysql", port=3306) for m in mdb.members()}
     assert all(after[m] != before[m] for m in before)
     assert all(uptime(mdb)[m] >= started[m] for m in started)
     # Loading the certificates wrote nothing to a replica's own binary log.

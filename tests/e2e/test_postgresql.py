@@ -235,10 +235,10 @@ def test_rotate_credentials_without_restart(pg_cluster):
     assert postmaster_start(pg_cluster) == started
 
 
-def served_serial(cluster: Cluster, member: str) -> str:
-    """Serial of the certificate a member's PostgreSQL presents, read over the wire."""
+def served_serial(cluster: Cluster, member: str, starttls: str = "postgres", port: int = 5432) -> str:
+    """Serial of the certificate a member's server presents, read over the wire (openssl -starttls)."""
     out = subprocess.run(
-        f"openssl s_client -starttls postgres -connect {address(cluster, member)}:5432 -CAfile {cluster.ca_file}"
+        f"openssl s_client -starttls {starttls} -connect {address(cluster, member)}:{port} -CAfile {cluster.ca_file}"
         " -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial",
         shell=True,
         capture_output=True,
