@@ -41,7 +41,7 @@ PLANNED_TOPOLOGIES: dict[str, tuple[str, ...]] = {
 AVAILABLE_TOPOLOGIES: dict[str, tuple[str, ...]] = {
     "postgresql": ("standalone", "replicated", "ha"),
     "mariadb": ("standalone", "replicated"),
-    "redis": ("standalone", "sentinel"),
+    "redis": ("standalone", "sentinel", "sharded"),
 }
 ENGINE_VERSIONS: dict[str, tuple[str, ...]] = {
     "postgresql": ("15",),
@@ -57,12 +57,17 @@ MEMBER_LIMITS: dict[str, tuple[int, int]] = {
     "replicated": (2, 9),
     "ha": (3, 9),
     "sentinel": (3, 9),
+    "sharded": (3, 9),
 }
 DEFAULT_MEMBERS: dict[str, int] = {"standalone": 1}
 DEFAULT_MEMBERS_OTHERWISE = 3
 SYNC_TOPOLOGIES = frozenset({"replicated", "ha"})
 # Fields only one engine reads, as (path in the spec, the engine).
-ENGINE_ONLY_FIELDS = (("persistence", "redis"),)
+ENGINE_ONLY_FIELDS = (("persistence", "redis"), ("sharding", "redis"))
+# Fields only one topology reads, as (path in the spec, the topology).
+TOPOLOGY_ONLY_FIELDS = (("sharding", "sharded"),)
+# Topologies whose member count follows from spec.sharding: shards x (1 + replicasPerShard).
+SHARDED_TOPOLOGIES = frozenset({"sharded"})
 ENGINE_ONLY_USER_FIELDS = (("keys", "redis"), ("commands", "redis"))
 # Engines whose synchronous mode waits for exactly one replica (MariaDB semi-synchronous replication).
 SINGLE_ACK_ENGINES = frozenset({"mariadb"})
@@ -144,6 +149,10 @@ def apply_defaults(document: dict[str, Any], schema: Mapping[str, Any]) -> dict[
     spec = doc["spec"]
     engine, topology = spec["engine"], spec["topology"]
     spec.setdefault("version", ENGINE_VERSIONS[engine][0])
+    if topology in SHARDED_TOPOLOGIES:
+        sharding = _fill(spec.setdefault("sharding", {}), _subschema(schema, "spec", "sharding"), schema)
+        spec["sharding"] = sharding
+        spec.setdefault("members", sharded_members(sharding))
     spec.setdefault("members", DEFAULT_MEMBERS.get(topology, DEFAULT_MEMBERS_OTHERWISE))
     spec.setdefault("endpoint", {}).setdefault("port", DEFAULT_PORTS[engine])
     placement = spec.setdefault("placement", copy.deepcopy(_subschema(schema, "spec", "placement")["default"]))
@@ -158,6 +167,11 @@ def apply_defaults(document: dict[str, Any], schema: Mapping[str, Any]) -> dict[
     return _fill(doc, schema, schema)
 
 
+def sharded_members(sharding: Mapping[str, Any]) -> int:
+    """Members of a sharded cluster: a primary and replicasPerShard replicas per shard."""
+    return int(sharding["shards"]) * (1 + int(sharding["replicasPerShard"]))
+
+
 def semantic_errors(cluster: Mapping[str, Any]) -> list[str]:
     """Messages for the rules across fields, on a document returned by apply_defaults."""
     spec = cluster["spec"]
@@ -166,6 +180,7 @@ def semantic_errors(cluster: Mapping[str, Any]) -> list[str]:
         _check_engine,
         _check_engine_fields,
         _check_version,
+        _check_sharding,
         _check_members,
         _check_placement,
         _check_replication,
@@ -386,19 +401,22 @@ def _check_engine(spec: Mapping[str, Any]) -> list[str]:
     return [f"{message}; available: {_names(available)} ({topology} does not exist for {engine})"]
 
 
+def _only_for(
+    where: str, node: Mapping[str, Any], fields: Iterable[tuple[str, str]], kind: str, value: str
+) -> list[str]:
+    """Messages for fields of `node` that only `kind` (engine or topology) `owner` reads, when `value` is another."""
+    return [
+        f"{where}.{field}: only allowed for {kind} {owner!r}; got {value!r}"
+        for field, owner in fields
+        if field in node and value != owner
+    ]
+
+
 def _check_engine_fields(spec: Mapping[str, Any]) -> list[str]:
     engine = spec["engine"]
-    errors = [
-        f"spec.{field}: only allowed for engine {owner!r}; got {engine!r}"
-        for field, owner in ENGINE_ONLY_FIELDS
-        if field in spec and engine != owner
-    ]
+    errors = _only_for("spec", spec, ENGINE_ONLY_FIELDS, "engine", engine)
     for index, user in enumerate(spec["users"]):
-        errors += [
-            f"spec.users[{index}].{field}: only allowed for engine {owner!r}; got {engine!r}"
-            for field, owner in ENGINE_ONLY_USER_FIELDS
-            if field in user and engine != owner
-        ]
+        errors += _only_for(f"spec.users[{index}]", user, ENGINE_ONLY_USER_FIELDS, "engine", engine)
         if engine == "redis" and user["grants"]:
             errors.append(f"spec.users[{index}].grants: not allowed for engine 'redis'; use keys and commands")
     if engine == "redis":
@@ -421,6 +439,25 @@ def _redis_unavailable(spec: Mapping[str, Any]) -> list[str]:
         )
     if backup["repository"]["type"] != "member":
         errors.append("spec.backup.repository.type: only 'member' is available for engine 'redis' yet")
+    if backup["enabled"] and spec["topology"] in SHARDED_TOPOLOGIES:
+        errors.append("spec.backup.enabled: not available for topology 'sharded' yet; it needs one snapshot per shard")
+    return errors
+
+
+def _check_sharding(spec: Mapping[str, Any]) -> list[str]:
+    topology = spec["topology"]
+    errors = _only_for("spec", spec, TOPOLOGY_ONLY_FIELDS, "topology", topology)
+    if topology not in SHARDED_TOPOLOGIES or "sharding" not in spec:
+        return errors
+    sharding, members = spec["sharding"], spec["members"]
+    wanted = sharded_members(sharding)
+    shards, replicas = sharding["shards"], sharding["replicasPerShard"]
+    formula = f"spec.sharding.shards {shards} x (1 + spec.sharding.replicasPerShard {replicas}) = {wanted}"
+    if members != wanted:
+        errors.append(f"spec.members: {members} does not match {formula}; set spec.members to {wanted} or leave it out")
+    high = MEMBER_LIMITS[topology][1]
+    if wanted > high:
+        errors.append(f"spec.sharding: {formula} members, more than the {high} a cluster may have")
     return errors
 
 

@@ -248,6 +248,25 @@ def test_redis_key_patterns_are_checked(pattern: str, schema: dict[str, Any]) ->
     assert error.startswith("spec.users[0].keys[0]: ")
 
 
+def test_redis_sharded_defaults_members_from_the_shards(schema: dict[str, Any]) -> None:
+    cluster, errors = validate_cluster(minimal(engine="redis", topology="sharded"), schema)
+    assert errors == []
+    spec = cluster["spec"]
+    assert spec["sharding"] == {"shards": 3, "replicasPerShard": 1}
+    assert (spec["members"], spec["placement"][0]["count"]) == (6, 6)
+    assert validate_cluster(cluster, schema) == (cluster, [])
+    doc = minimal(engine="redis", topology="sharded", sharding={"shards": 4, "replicasPerShard": 0}, members=4)
+    cluster, errors = validate_cluster(doc, schema)
+    assert (errors, cluster["spec"]["members"]) == ([], 4)
+    cluster, errors = validate_cluster(
+        minimal(engine="redis", topology="sharded", sharding={"replicasPerShard": 2}), schema
+    )
+    assert (errors, cluster["spec"]["members"]) == ([], 9)
+    # Other topologies get no sharding.
+    sentinel, _ = validate_cluster(minimal(engine="redis", topology="sentinel"), schema)
+    assert "sharding" not in sentinel["spec"]
+
+
 def test_input_is_not_modified(schema: dict[str, Any]) -> None:
     document = full()
     validate_cluster(document, schema)
@@ -354,8 +373,8 @@ def put(value: Any, *path: Any) -> Callable[[dict[str, Any]], None]:
 
 
 SPEC_KEYS = (
-    "backup, databases, endpoint, engine, members, parameters, persistence, placement, replication, storage, tls, "
-    "topology, users, version"
+    "backup, databases, endpoint, engine, members, parameters, persistence, placement, replication, sharding, "
+    "storage, tls, topology, users, version"
 )
 
 SCHEMA_CASES = [
@@ -522,8 +541,23 @@ RULE_CASES = [
         "replica, so it must be 1",
     ),
     (
-        {"engine": "redis", "topology": "sharded"},
-        "spec.topology: 'sharded' is not available for engine 'redis' yet; available: sentinel, standalone",
+        {"engine": "redis", "topology": "sharded", "members": 5},
+        "spec.members: 5 does not match spec.sharding.shards 3 x (1 + spec.sharding.replicasPerShard 1) = 6; "
+        "set spec.members to 6 or leave it out",
+    ),
+    (
+        {"engine": "redis", "topology": "sharded", "sharding": {"shards": 5}},
+        "spec.sharding: spec.sharding.shards 5 x (1 + spec.sharding.replicasPerShard 1) = 10 members, more than "
+        "the 9 a cluster may have",
+    ),
+    (
+        {"engine": "redis", "topology": "sentinel", "sharding": {"shards": 3}},
+        "spec.sharding: only allowed for topology 'sharded'; got 'sentinel'",
+    ),
+    ({"sharding": {"shards": 3}}, "spec.sharding: only allowed for engine 'redis'; got 'postgresql'"),
+    (
+        {"engine": "redis", "topology": "sharded", "backup": {"enabled": True}},
+        "spec.backup.enabled: not available for topology 'sharded' yet; it needs one snapshot per shard",
     ),
     ({"engine": "redis", "topology": "sentinel", "members": 2}, "spec.members: 2 is too few for topology 'sentinel'"),
     ({"persistence": {"mode": "aof"}}, "spec.persistence: only allowed for engine 'redis'; got 'postgresql'"),

@@ -1,0 +1,289 @@
+"""Redis topology sharded (Redis Cluster) on real members: 3 shards of a primary and a replica.
+
+Everything is checked in Redis itself (CLUSTER INFO/NODES/SLOTS, the keys) through the minimal
+RESP client of test_redis.py, made cluster-aware here (CRC16 key slots, MOVED and ASK redirects).
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import subprocess
+import time
+
+import pytest
+import yaml
+from conftest import Cluster, applied_cluster, assert_ok, wait_for
+from test_redis import Resp, RespError
+
+pytestmark = pytest.mark.redis
+
+NAME = "e2e-shard"
+PORT = 6379
+KEYS = [f"app:key:{n}" for n in range(1000)]
+PODMAN_ENV = dict(os.environ, CONTAINERS_CONF="/var/lib/trove-dbaas/containers.conf")
+
+
+def key_slot(key: str) -> int:
+    """Redis Cluster's slot of a key: CRC16 (XMODEM) of the key or its {hash tag}, modulo 16384."""
+    data = key.encode()
+    start = data.find(b"{")
+    if start >= 0:
+        end = data.find(b"}", start + 1)
+        if end > start + 1:
+            data = data[start + 1 : end]
+    return binascii.crc_hqx(data, 0) % 16384
+
+
+class ClusterClient:
+    """Sends each key's command to the primary that owns its slot; follows MOVED and ASK."""
+
+    def __init__(self, cluster: Cluster, user: str = "app"):
+        self.cluster, self.user = cluster, user
+        self.password = cluster.password(user)
+        self.conns: dict[tuple[str, int], Resp] = {}
+        self.slots: dict[int, tuple[str, int]] = {}
+        self.refresh()
+
+    def conn(self, node: tuple[str, int]) -> Resp:
+        if node not in self.conns:
+            self.conns[node] = Resp(node[0], node[1], str(self.cluster.ca_file), user=self.user, password=self.password)
+        return self.conns[node]
+
+    def refresh(self) -> None:
+        for member in addresses(self.cluster).values():
+            try:
+                ranges = self.conn((member, PORT)).call("CLUSTER", "SLOTS")
+            except (OSError, RespError):
+                self.conns.pop((member, PORT), None)
+                continue
+            for low, high, primary, *_ in ranges:
+                for slot in range(low, high + 1):
+                    self.slots[slot] = (primary[0], primary[1])
+            return
+        raise ConnectionError("no member answers CLUSTER SLOTS")
+
+    def call(self, key: str, *args):
+        node = self.slots[key_slot(key)]
+        asking = False
+        for _ in range(8):
+            try:
+                conn = self.conn(node)
+                if asking:
+                    conn.call("ASKING")
+                return conn.call(*args)
+            except RespError as error:
+                kind, _, where = str(error).partition(" ")
+                if kind not in ("MOVED", "ASK"):
+                    raise
+                host, port = where.split(" ")[1].rsplit(":", 1)
+                node, asking = (host, int(port)), kind == "ASK"
+                if kind == "MOVED":
+                    self.refresh()
+            except OSError:
+                self.conns.pop(node, None)
+                time.sleep(1)
+                self.refresh()
+                node, asking = self.slots[key_slot(key)], False
+        raise ConnectionError(f"{key}: too many redirects")
+
+    def close(self) -> None:
+        for conn in self.conns.values():
+            conn.close()
+
+
+def addresses(cluster: Cluster) -> dict[str, str]:
+    return {name: hv["ansible_host"] for name, hv in sorted(cluster.members().items()) if not name.endswith("-repo")}
+
+
+def admin(cluster: Cluster, member: str) -> Resp:
+    return Resp(
+        addresses(cluster)[member], PORT, str(cluster.ca_file), user="admin", password=cluster.password("admin")
+    )
+
+
+def ask(cluster: Cluster, member: str, *args):
+    conn = admin(cluster, member)
+    try:
+        return conn.call(*args)
+    finally:
+        conn.close()
+
+
+def cluster_info(cluster: Cluster, member: str) -> dict[str, str]:
+    text = ask(cluster, member, "CLUSTER", "INFO")
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
+def nodes(cluster: Cluster, member: str) -> dict[str, dict]:
+    """CLUSTER NODES as seen from `member`, keyed by member name."""
+    by_address = {address: name for name, address in addresses(cluster).items()}
+    out = {}
+    for line in ask(cluster, member, "CLUSTER", "NODES").splitlines():
+        fields = line.split()
+        address = fields[1].split(":", 1)[0]
+        flags = fields[2].split(",")
+        out[by_address.get(address, address)] = {
+            "id": fields[0],
+            "role": "master" if "master" in flags else "slave",
+            "master": fields[3],
+            "failed": "fail" in flags or "fail?" in flags,
+            "slots": sum(int(r.split("-")[-1]) - int(r.split("-")[0]) + 1 for r in fields[8:] if not r.startswith("[")),
+        }
+    return out
+
+
+def shards(cluster: Cluster, member: str) -> dict[str, str]:
+    """primary member -> its replica member, from `member`'s view."""
+    view = nodes(cluster, member)
+    by_id = {node["id"]: name for name, node in view.items()}
+    return {by_id[node["master"]]: name for name, node in view.items() if node["role"] == "slave"}
+
+
+def assert_whole(cluster: Cluster, shard_count: int) -> None:
+    """Every member sees cluster_state ok, 16384 slots served by shard_count primaries, one replica each."""
+    for member in addresses(cluster):
+        info = cluster_info(cluster, member)
+        assert (info["cluster_state"], info["cluster_slots_assigned"], info["cluster_slots_ok"]) == (
+            "ok",
+            "16384",
+            "16384",
+        )
+        assert (info["cluster_size"], info["cluster_known_nodes"]) == (str(shard_count), str(2 * shard_count))
+    view = nodes(cluster, f"{NAME}-0")
+    primaries = [name for name, node in view.items() if node["role"] == "master"]
+    assert len(primaries) == shard_count and all(view[name]["slots"] > 0 for name in primaries)
+    assert sum(view[name]["slots"] for name in primaries) == 16384
+    # Shards are blocks of two members in index order, whichever of the two is primary now.
+    pairs = {
+        tuple(sorted((p, r), key=lambda n: int(n.rsplit("-", 1)[1]))) for p, r in shards(cluster, f"{NAME}-0").items()
+    }
+    assert pairs == {(f"{NAME}-{2 * k}", f"{NAME}-{2 * k + 1}") for k in range(shard_count)}
+
+
+def assert_every_key(cluster: Cluster) -> None:
+    client = ClusterClient(cluster)
+    try:
+        missing = [key for key in KEYS if client.call(key, "GET", key) != key[::-1]]
+    finally:
+        client.close()
+    assert missing == []
+
+
+def rewrite(cluster: Cluster, **spec: object) -> None:
+    document = yaml.safe_load(cluster.spec_file.read_text())
+    document["spec"].update(spec)
+    cluster.spec_file.write_text(yaml.safe_dump(document))
+
+
+def primary_of_shard(cluster: Cluster, shard: int) -> tuple[str, str]:
+    pair = (f"{NAME}-{2 * shard}", f"{NAME}-{2 * shard + 1}")
+    view = nodes(cluster, next(m for m in addresses(cluster) if m not in pair))
+    primary = next(m for m in pair if view[m]["role"] == "master" and view[m]["slots"])
+    return primary, next(m for m in pair if m != primary)
+
+
+@pytest.fixture(scope="module")
+def sc(tmp_path_factory):
+    cluster = applied_cluster(tmp_path_factory, "redis-sharded.yml", NAME)
+    yield cluster
+    cluster.purge()
+
+
+def test_cluster_is_whole_over_tls(sc):
+    assert_whole(sc, 3)
+    # The first member of every shard starts as its primary.
+    assert shards(sc, f"{NAME}-0") == {f"{NAME}-0": f"{NAME}-1", f"{NAME}-2": f"{NAME}-3", f"{NAME}-4": f"{NAME}-5"}
+    config = ask(sc, f"{NAME}-1", "CONFIG", "GET", "*")
+    config = dict(zip(config[::2], config[1::2], strict=True))
+    assert (config["cluster-enabled"], config["tls-cluster"], config["tls-replication"]) == ("yes", "yes", "yes")
+    assert (config["port"], config["tls-port"], config["maxmemory"]) == ("0", str(PORT), str(64 * 1024 * 1024))
+
+
+def test_a_thousand_keys_through_a_cluster_client(sc):
+    client = ClusterClient(sc)
+    try:
+        for key in KEYS:
+            assert client.call(key, "SET", key, key[::-1]) == "OK"
+        assert [client.call(key, "GET", key) for key in KEYS] == [key[::-1] for key in KEYS]
+        # The spec user's key patterns hold in the cluster too.
+        with pytest.raises(RespError, match=r"^NOPERM"):
+            client.call("other:key", "SET", "other:key", "x")
+    finally:
+        client.close()
+    sizes = {m: ask(sc, m, "DBSIZE") for m in (f"{NAME}-0", f"{NAME}-2", f"{NAME}-4")}
+    assert sum(sizes.values()) == len(KEYS) and all(size > 250 for size in sizes.values()), sizes
+    # Each replica has its primary's keys.
+    for primary, replica in ((f"{NAME}-0", f"{NAME}-1"), (f"{NAME}-2", f"{NAME}-3"), (f"{NAME}-4", f"{NAME}-5")):
+        wait_for(lambda p=primary, r=replica: ask(sc, r, "DBSIZE") == sizes[p], timeout=30)
+
+
+def test_second_apply_changes_nothing(sc):
+    run = sc.playbook("cluster_apply")
+    assert_ok(run)
+    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+
+
+def test_status_shows_shards_and_slot_coverage(sc):
+    run = sc.playbook("cluster_status")
+    assert_ok(run)
+    for k in range(3):
+        assert f"{f'{NAME}-{2 * k}':<20} {'primary':<8} {'running':<10} " in run.output
+        assert f"{f'{NAME}-{2 * k + 1}':<20} {'replica':<8} {'streaming':<10} " in run.output
+    assert "cluster_state: ok; slots covered: 16384/16384; shards: 3;" in " ".join(run.output.split())
+
+
+def test_failover_is_refused_while_every_primary_answers(sc):
+    run = sc.playbook("failover")
+    assert run.rc != 0
+    assert "every shard's primary answers" in run.output
+    run = sc.playbook("failover", "-e", f"target={NAME}-3")
+    assert run.rc != 0
+    assert f"primary {NAME}-2 of shard 1 still answers" in run.output
+    assert_whole(sc, 3)
+
+
+def test_switchover_of_one_shard(sc):
+    old, new = primary_of_shard(sc, 1)
+    run = sc.playbook("switchover", "-e", f"target={new}")
+    assert_ok(run)
+    wait_for(lambda: primary_of_shard(sc, 1) == (new, old), timeout=60)
+    assert shards(sc, f"{NAME}-0")[new] == old
+    assert_whole(sc, 3)
+    assert_every_key(sc)
+
+
+def test_failover_after_a_primary_is_killed(sc):
+    old, new = primary_of_shard(sc, 2)
+    subprocess.run(["podman", "kill", old], check=True, capture_output=True, env=PODMAN_ENV)
+    run = sc.playbook("failover")
+    assert_ok(run)
+    view = nodes(sc, f"{NAME}-0")
+    assert view[new]["role"] == "master" and view[new]["slots"] > 0
+    assert view[old]["failed"]
+    assert_every_key(sc)
+    # The old primary comes back as its former replica's replica, and apply finds it so.
+    subprocess.run(["podman", "start", old], check=True, capture_output=True, env=PODMAN_ENV)
+    wait_for(lambda: nodes(sc, old)[old]["role"] == "slave", timeout=120)
+    run = sc.playbook("cluster_apply")
+    assert_ok(run)
+    assert shards(sc, f"{NAME}-0")[new] == old
+    wait_for(lambda: ask(sc, old, "DBSIZE") == ask(sc, new, "DBSIZE"), timeout=30)
+    assert_whole(sc, 3)
+    assert_every_key(sc)
+
+
+def test_scale_out_to_four_shards_and_back(sc):
+    rewrite(sc, sharding={"shards": 4, "replicasPerShard": 1})
+    run = sc.playbook("cluster_apply")
+    assert_ok(run)
+    assert len(addresses(sc)) == 8
+    assert_whole(sc, 4)
+    assert ask(sc, primary_of_shard(sc, 3)[0], "DBSIZE") > 0  # keys moved with their slots
+    assert_every_key(sc)
+    rewrite(sc, sharding={"shards": 3, "replicasPerShard": 1})
+    run = sc.playbook("cluster_apply")
+    assert_ok(run)
+    assert sorted(addresses(sc)) == sorted(f"{NAME}-{i}" for i in range(6))
+    assert_whole(sc, 3)
+    assert_every_key(sc)
