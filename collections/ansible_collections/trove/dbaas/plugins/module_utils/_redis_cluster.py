@@ -79,6 +79,11 @@ def covered_slots(nodes: list[dict[str, Any]]) -> int:
     return len(owned)
 
 
+def empty_join_plan() -> dict[str, Any]:
+    """A join plan with nothing to do."""
+    return {"create": [], "add_primaries": [], "add_replicas": [], "replicate": [], "rebalance": False, "conflicts": []}
+
+
 def join_plan(
     members: list[dict[str, Any]], replicas: int, view: list[dict[str, Any]], ids: dict[str, str]
 ) -> dict[str, Any]:
@@ -91,14 +96,16 @@ def join_plan(
     - add_replicas: [{name, master}] members that join as a replica of `master` (a member name);
     - replicate: [{name, master}] members in the cluster that follow a primary outside their shard,
       or are a slot-less primary in a shard whose primary owns slots;
-    - rebalance: a shard's primary owns no slot (new shards), so slots must move to it.
+    - rebalance: a shard's primary owns no slot (new shards), so slots must move to it;
+    - conflicts: members that own slots but are not their shard's primary (two slot owners in one
+      shard: the shard layout changed, e.g. replicasPerShard on a running cluster); refused.
     """
     address_of = {m["name"]: m["address"] for m in members}
     names = [m["name"] for m in members]
     groups = [group for group in shard_groups(names, replicas) if all(name in ids for name in group)]
     by_id = {node["id"]: node for node in view}
     in_view = {name for name in names if ids.get(name) in by_id and not by_id[ids[name]]["failed"]}
-    plan: dict[str, Any] = {"create": [], "add_primaries": [], "add_replicas": [], "replicate": [], "rebalance": False}
+    plan = empty_join_plan()
     if not any(node["slot_count"] for node in view):
         plan["create"] = [address_of[group[0]] for group in groups]
         return plan
@@ -107,6 +114,7 @@ def join_plan(
         primaries = [name for name in joined if by_id[ids[name]]["role"] == "primary"]
         owning = [name for name in primaries if by_id[ids[name]]["slot_count"]]
         primary = (owning or primaries or [group[0]])[0]
+        plan["conflicts"] += owning[1:]
         if primary not in joined:
             plan["add_primaries"].append(primary)
         if not owning:

@@ -81,7 +81,7 @@ def converged() -> str:
 
 def test_a_converged_cluster_needs_nothing():
     plan = rc.join_plan(MEMBERS, 1, view(converged()), IDS)
-    assert plan == {"create": [], "add_primaries": [], "add_replicas": [], "replicate": [], "rebalance": False}
+    assert plan == rc.empty_join_plan()
 
 
 def test_a_new_shard_joins_empty_and_gets_slots():
@@ -113,7 +113,7 @@ def test_a_shard_with_a_member_that_does_not_answer_is_left_alone():
         "c1 10.0.0.15:6379@16379 master - 0 1 4 connected 10923-16383",
     )
     plan = rc.join_plan(MEMBERS, 1, view(text), ids)
-    assert plan == {"create": [], "add_primaries": [], "add_replicas": [], "replicate": [], "rebalance": False}
+    assert plan == rc.empty_join_plan()
 
 
 def test_an_old_primary_back_without_slots_follows_the_new_one():
@@ -218,3 +218,9 @@ def test_failover_refuses_a_shard_with_nobody_left():
         rc.failover_plan(names, 1, states, {})["refuse"]
         == "shard 2 (r-4, r-5) has no primary and no replica that answers"
     )
+
+
+def test_two_slot_owners_in_one_shard_are_a_conflict():
+    # replicasPerShard 1 -> 2 on a running cluster: r-0..r-2 would be one shard with two primaries.
+    plan = rc.join_plan(MEMBERS, 2, view(converged()), IDS)
+    assert plan["conflicts"] == ["r-2"]
