@@ -103,7 +103,7 @@ with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as ra
 
 
 def service_serial(cluster: Cluster, member: str, port: int) -> str:
-    return member_host(cluster, member).check_output("python3 -c %s %s %s", SERIAL, address(cluster, member), port)
+    return member_host(cluster, member).check_output("python3 -c %s %s %s", SERIAL, address(cluster, member), str(port))
 
 
 def patronictl(cluster: Cluster, member: str, *args: str) -> str:
