@@ -21,7 +21,7 @@ export PATH := $(BIN):$(PATH)
 # The project's own podman settings (installed by the image/backend roles); /etc is left alone.
 export CONTAINERS_CONF := /var/lib/trove-dbaas/containers.conf
 
-.PHONY: help deps gates docs-deps images demo test unit e2e lint build galaxy sanity importer ee docs bench clean
+.PHONY: help deps gates docs-deps images demo test unit e2e lint build galaxy sanity importer ee docs release-notes bench clean
 help:
 	@echo "make demo   - install, build images, apply $(DEMO), show status and DSN"
 	@echo "make test   - lint, unit, end-to-end tests on real containers, galaxy, sanity, docs (what CI runs)"
@@ -32,6 +32,7 @@ help:
 	@echo "make importer - galaxy-importer on the tarball (what Galaxy runs on upload)"
 	@echo "make ee     - the execution environment's build context in build/ee (no image build)"
 	@echo "make docs   - lint the collection docs and changelog, build the HTML docs in build/docs/build/html"
+	@echo "make release-notes - fold changelog fragments into CHANGELOG.rst for galaxy.yml's version (docs/releasing.md)"
 	@echo "make bench  - switchover/failover write gaps, apply times, backup/restore MB/s (JSON)"
 	@echo "make clean  - delete test/demo clusters and build output"
 
@@ -122,6 +123,12 @@ ee: gates build
 # (warnings are errors). The collection's dependencies come from the controller venv.
 docs: deps docs-deps
 	tools/build_docs.sh $(DOCS_VENV) $(VENV)
+
+# antsibull-changelog asks ansible-doc about the collection's modules and plugins (new ones are listed).
+release-notes: deps docs-deps
+	cd $(COLLECTION) && PATH=$(CURDIR)/$(DOCS_VENV)/bin:$$PATH \
+	  ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/collections:$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+	  antsibull-changelog release
 
 bench: images
 	$(BIN)/python benchmarks/postgresql.py
