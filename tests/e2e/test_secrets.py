@@ -1,10 +1,11 @@
-"""Secrets and guest surface on one small real cluster (docs/security.md).
+"""Secrets and guest surface on small real clusters (docs/security.md).
 
-A 2-member replicated PostgreSQL cluster is applied, inspected, and has its passwords rotated, every
-run at -vvv. No generated password or private key may then appear in the playbook output, in a file
-the runs created or changed on the controller outside the secrets directory, or in the members'
-journal, logs, shell history and process list. Every member must listen only on the ports of
-SURFACE, run only its services, and have its own SSH host key and machine id.
+A 2-member replicated PostgreSQL cluster, a standalone MariaDB and a standalone Redis are applied,
+inspected and have their passwords rotated, every run at -vvv (one cluster at a time). No generated
+password or private key may then appear in the playbook output, in a file the runs created or
+changed on the controller outside the secrets directory, or in the members' journal, logs, shell
+history and process list. Every member must listen only on the ports of SURFACE, run only its
+services, and have its own SSH host key and machine id.
 """
 
 from __future__ import annotations
@@ -18,9 +19,24 @@ import pytest
 import yaml
 from conftest import ROOT, Cluster, assert_ok, make_cluster
 
-pytestmark = pytest.mark.postgresql
+DEFAULT_PORTS = {"postgresql": 5432, "mariadb": 3306, "redis": 6379}
 
-NAME = "e2e-surface-pg"
+pytestmark = [pytest.mark.postgresql, pytest.mark.mariadb, pytest.mark.redis]
+
+# engine: (example document, cluster name, spec changes, users to rotate or all); as small as each
+# example allows. Redis cannot rotate its own users yet (docs/redis.md): only its application user.
+CLUSTERS = {
+    "postgresql": ("postgresql-replicated.yml", "e2e-surface-pg", {"members": 2}, None),
+    "mariadb": ("mariadb-standalone.yml", "e2e-surface-maria", {}, None),
+    "redis": ("redis-standalone.yml", "e2e-surface-redis", {}, ["app"]),
+}
+# The engine's server process, which must be running on every member.
+SERVER_PROCESS = {"postgresql": "postgres", "mariadb": "mariadbd", "redis": "redis-server"}
+IMAGES = {
+    "postgresql": "localhost/trove-dbaas/postgresql:15",
+    "mariadb": "localhost/trove-dbaas/mariadb:10.11",
+    "redis": "localhost/trove-dbaas/redis:7",
+}
 PODMAN_ENV = dict(os.environ, CONTAINERS_CONF="/var/lib/trove-dbaas/containers.conf")
 
 # The one allow-list: what may listen on a member (TCP ports besides SSH and spec.endpoint.port, and
@@ -174,6 +190,7 @@ class Watched:
         self.skip = [cluster.home / "secrets", cluster.home / "ssh", ROOT / ".git", ROOT / ".venv"]
         self.before = controller_files(self.roots, self.skip)
         self.secrets: dict[str, str] = {}
+        self.rotated: int | None = None  # how many passwords rotate_credentials replaced (None: all)
 
     def collect(self) -> None:
         """Remember the secrets as they are now (rotation replaces them; old ones must not leak either)."""
@@ -184,16 +201,18 @@ class Watched:
         return changed_files(self.before, controller_files(self.roots, self.skip))
 
 
-@pytest.fixture(scope="module")
-def watched(tmp_path_factory):
-    cluster = make_cluster(tmp_path_factory, "postgresql-replicated.yml", NAME, members=2)
+@pytest.fixture(scope="module", params=sorted(CLUSTERS))
+def watched(request, tmp_path_factory):
+    example, name, changes, rotate = CLUSTERS[request.param]
+    cluster = make_cluster(tmp_path_factory, example, name, **changes)
     cluster.purge()
     state = Watched(cluster, cluster.spec_file.parent)
     cluster.created = cluster.playbook("cluster_apply", "-vvv")
     assert_ok(cluster.created)
     state.collect()
     assert_ok(cluster.playbook("cluster_status", "-vvv"))
-    assert_ok(cluster.playbook("rotate_credentials", "-vvv"))
+    assert_ok(cluster.playbook("rotate_credentials", "-vvv", *(["-e", f"users={','.join(rotate)}"] if rotate else [])))
+    state.rotated = len(rotate) if rotate else None
     state.collect()
     yield state
     cluster.purge()
@@ -202,7 +221,7 @@ def watched(tmp_path_factory):
 @pytest.fixture(scope="module")
 def spec(watched) -> dict:
     document = yaml.safe_load(watched.cluster.spec_file.read_text())["spec"]
-    document.setdefault("endpoint", {}).setdefault("port", 5432)
+    document.setdefault("endpoint", {}).setdefault("port", DEFAULT_PORTS[document["engine"]])
     return document
 
 
@@ -211,8 +230,11 @@ def spec(watched) -> dict:
 
 def test_secrets_were_generated(watched):
     labels = list(watched.secrets.values())
-    # 3 users before and after rotation, the CA key, the controller SSH key
-    assert sum(label.startswith("password of ") for label in labels) == 6
+    credentials = list((watched.cluster.home / "secrets" / watched.cluster.name / "credentials").glob("*.yml"))
+    # every password, and the ones rotated before rotation; the CA key; the controller SSH key
+    assert len(credentials) >= 2
+    rotated = len(credentials) if watched.rotated is None else watched.rotated
+    assert sum(label.startswith("password of ") for label in labels) == len(credentials) + rotated
     assert any(label.startswith("ca.key") for label in labels)
     assert any(label.startswith("id_ed25519 ") for label in labels)
 
@@ -292,7 +314,7 @@ def listening_ports(member: str) -> set[int]:
 
 def test_only_allowed_ports_listen(watched, spec):
     members = watched.cluster.members()
-    assert len(members) == 2
+    assert len(members) == spec.get("members", 1)
     for member in members:
         ports = listening_ports(member)
         assert {SSH_PORT, spec["endpoint"]["port"]} <= ports, member
@@ -310,16 +332,18 @@ def test_only_the_engine_services_run(watched, spec):
         assert running - allowed_services(spec) == set(), member
 
 
-def test_no_management_agent_runs(watched):
+def test_no_management_agent_runs(watched, spec):
     for member in watched.cluster.members():
         processes = set(podman("exec", member, "ps", "-eo", "comm=").split())
-        assert "postgres" in processes and "sshd" in processes, member
+        assert {SERVER_PROCESS[spec["engine"]], "sshd"} <= processes, member
         assert processes & AGENTS == set(), member
 
 
-def test_members_have_their_own_host_keys_and_machine_id(watched):
+def test_members_have_their_own_host_keys_and_machine_id(watched, spec):
     seen: dict[str, set[str]] = {"machine-id": set(), "host keys": set()}
     members = sorted(watched.cluster.members())
+    if len(members) < 2:
+        pytest.skip("one member: the 2-member PostgreSQL cluster compares them")
     for member in members:
         seen["machine-id"].add(podman("exec", member, "cat", "/etc/machine-id").strip())
         keys = podman("exec", member, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub")
@@ -331,7 +355,7 @@ def test_members_have_their_own_host_keys_and_machine_id(watched):
             assert sum(blob in s for s in seen["host keys"]) == 1, member
     assert {k: len(v) for k, v in seen.items()} == {"machine-id": len(members), "host keys": len(members)}
     # the image itself carries neither: both are made on the member's first boot
-    image = podman("image", "inspect", "--format", "{{.Id}}", "localhost/trove-dbaas/postgresql:15").strip()
+    image = podman("image", "inspect", "--format", "{{.Id}}", IMAGES[spec["engine"]]).strip()
     shipped = podman("run", "--rm", "--entrypoint", "sh", image, "-c", "cat /etc/machine-id; ls /etc/ssh")
     assert "ssh_host_" not in shipped
     assert not (seen["machine-id"] & set(shipped.split()))

@@ -56,6 +56,7 @@ CASES: list[tuple[str, dict | None, str]] = [
     ("cluster_delete", {"confirm": ["x"]}, "confirm: expected a name"),
     ("cluster_delete", {"confirm": NAME, "purge": "maybe"}, "purge: expected true or false, got a string 'maybe'"),
     ("switchover", {"target": "nope"}, NO_MEMBERS),
+    ("switchover", {"target": ""}, NO_MEMBERS),  # a blank optional AWX answer is "not given"
     ("switchover", {"target": [1, 2]}, "target: expected a name"),
     ("switchover", {"target": "x; rm -rf /"}, "target: expected a name"),
     ("failover", {"force": "maybe"}, "force: expected true or false"),

@@ -66,7 +66,7 @@ def _problem(value: Any, kind: Any) -> str | None:
 def extra_var_errors(given: Mapping[str, Any], kinds: Mapping[str, Any]) -> list[str]:
     """One `<variable>: <what is wrong>` message per extra var of `given` that does not fit its kind.
 
-    `given` maps variable names to values, None meaning not given; `kinds` maps names to bool, name,
+    `given` maps variable names to values, None or a blank string meaning not given; `kinds` maps names to bool, name,
     names (a list or comma-separated string), text, or a list of allowed words.
     """
     if not isinstance(given, Mapping) or not isinstance(kinds, Mapping):
@@ -77,8 +77,8 @@ def extra_var_errors(given: Mapping[str, Any], kinds: Mapping[str, Any]) -> list
         if not isinstance(kind, (list, tuple)) and kind not in KINDS:
             raise AnsibleFilterError(f"extra_var_errors: unknown kind {kind!r} for {name}")
         value = given.get(name)
-        if value is None:
-            continue
+        if value is None or (isinstance(value, str) and not value.strip()):
+            continue  # not given (AWX may send an optional survey answer as an empty string)
         problem = _problem(value, kind)
         if problem:
             errors.append(f"{name}: {problem}")
