@@ -214,13 +214,13 @@ def hostile_documents(draw: st.DrawFn) -> dict[str, Any]:
     for path in draw(st.lists(st.sampled_from(list(FIELDS)), max_size=6, unique=True)):
         good = draw(st.booleans())
         put(doc, path, draw(FIELDS[path] if good else values))
-    for _ in range(draw(st.integers(min_value=0, max_value=2))):  # unknown keys at any level
+    for _key in range(draw(st.integers(min_value=0, max_value=2))):  # unknown keys at any level
         where = draw(st.sampled_from([(), ("metadata",), ("spec",), ("spec", "endpoint"), ("spec", "backup")]))
         parent = doc
         for key in where:
             parent = parent.get(key) if isinstance(parent.get(key), dict) else {}
         parent[draw(weird_text)] = draw(values)
-    for _ in range(draw(st.integers(min_value=0, max_value=2))):  # missing fields
+    for _drop in range(draw(st.integers(min_value=0, max_value=2))):  # missing fields
         section = draw(st.sampled_from([doc, doc.get("metadata"), doc.get("spec")]))
         if isinstance(section, dict) and section:
             section.pop(draw(st.sampled_from(sorted(section, key=repr))))
