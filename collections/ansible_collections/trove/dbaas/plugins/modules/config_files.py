@@ -7,8 +7,8 @@ short_description: Converge a set of directories and small files on a member in 
 description:
   - Makes sure each directory in O(directories) exists and each file in O(files) has exactly the given
     content, owner, group and mode; only what differs is written.
-  - Does in one remote call what M(ansible.builtin.file), M(ansible.builtin.copy) and
-    M(ansible.builtin.template) do in one call per path, which is most of the time of a no-change run.
+  - Does in one remote call what C(ansible.builtin.file), C(ansible.builtin.copy) and
+    C(ansible.builtin.template) do in one call per path, which is most of the time of a no-change run.
   - Files are replaced atomically (a temporary file in the same directory, then a rename), so a reader
     never sees a half-written file.
   - Render templates on the controller with C(lookup('ansible.builtin.template', ...)) and pass the result
