@@ -6,6 +6,7 @@ import os
 import pwd
 
 import pytest
+from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.trove.dbaas.plugins.modules import config_files
 
@@ -66,6 +67,13 @@ def test_sensitive_content_stays_out_of_the_diff(tmp_path, capsys):
     result = run(capsys, diff=True, files=[entry(path, secret_content="secret-value\n", mode="0600")])
     assert result["changed"] and path.read_text() == "secret-value\n"
     assert result["diff"] == [] and "secret-value" not in json.dumps(result)
+
+
+def test_contents_are_not_logged_on_the_host(tmp_path, capsys, monkeypatch):
+    logged = []
+    monkeypatch.setattr(basic.AnsibleModule, "_log_invocation", lambda module: logged.append(module.params))
+    run(capsys, files=[entry(tmp_path / ".pgpass", secret_content="line\nwith-s3cret\n", mode="0600")])
+    assert logged == []
 
 
 def test_bad_input_names_the_path(tmp_path, capsys):
