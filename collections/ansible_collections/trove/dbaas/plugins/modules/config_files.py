@@ -122,6 +122,14 @@ _OWNERSHIP = {
 }
 
 
+class _Module(AnsibleModule):
+    """Keeps file contents out of the host's journal. Results mask secret_content, but the
+    invocation log renders nested options with escaped newlines, which the masking cannot match."""
+
+    def _log_invocation(self) -> None:
+        pass
+
+
 def _ids(module: AnsibleModule, item: dict) -> tuple[int, int, int]:
     try:
         uid = pwd.getpwnam(item["owner"]).pw_uid
@@ -199,7 +207,7 @@ def _file(module: AnsibleModule, item: dict, diffs: list) -> bool:
 
 
 def main() -> None:
-    module = AnsibleModule(
+    module = _Module(
         argument_spec={
             "directories": {
                 "type": "list",
@@ -227,9 +235,6 @@ def main() -> None:
             },
         },
         supports_check_mode=True,
-        # Keep file contents out of the host's journal. Results mask secret_content, but the
-        # invocation log renders it with escaped newlines, which the masking cannot match.
-        no_log=True,
     )
     changed, diffs = [], []
     for item in module.params["directories"]:

@@ -71,9 +71,13 @@ def test_sensitive_content_stays_out_of_the_diff(tmp_path, capsys):
 
 def test_contents_are_not_logged_on_the_host(tmp_path, capsys, monkeypatch):
     logged = []
-    monkeypatch.setattr(basic.AnsibleModule, "_log_invocation", lambda module: logged.append(module.params))
-    run(capsys, files=[entry(tmp_path / ".pgpass", secret_content="line\nwith-s3cret\n", mode="0600")])
-    assert logged == []
+    monkeypatch.setattr(basic.AnsibleModule, "log", lambda module, msg, log_args=None: logged.append(msg))
+    secret = "*:*:*:replicator:s3cret-value\n"
+    args = {"files": [entry(tmp_path / ".pgpass", secret_content=secret)], "_ansible_no_log": False}
+    with patch_module_args(args), pytest.raises(SystemExit):
+        config_files.main()
+    capsys.readouterr()
+    assert "s3cret-value" not in repr(logged)
 
 
 def test_bad_input_names_the_path(tmp_path, capsys):
