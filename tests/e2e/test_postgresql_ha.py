@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 import yaml
 from conftest import Cluster, applied_cluster, assert_ok, make_cluster, wait_for
-from test_postgresql import address, admin_query, member_host, query, served_serial
+from test_postgresql import address, admin_query, assert_password_refused, member_host, query, served_serial
 from test_postgresql_day2 import Writer
 
 pytestmark = pytest.mark.postgresql
@@ -290,16 +290,7 @@ def test_rotate_credentials_keeps_replication_and_the_api(ha):
     new = {user: ha.password(user) for user in old}
     assert all(new[user] != old[user] for user in old)
     leader = leader_of(ha)
-    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-        psycopg2.connect(
-            host=address(ha, leader),
-            dbname="appdb",
-            user="app",
-            password=old["app"],
-            sslmode="verify-full",
-            sslrootcert=str(ha.ca_file),
-            connect_timeout=5,
-        )
+    assert_password_refused(ha, leader, "app", old["app"])
     query(ha, address(ha, leader), "INSERT INTO ticks VALUES (7000001)")
     # Patroni's REST API takes only the new password for changes (a reload changes nothing).
     assert patroni(ha, leader, "reload", "POST", password=old["trove_patroni"]) == "401"
