@@ -35,7 +35,7 @@ def parse_slots(fields: list[str]) -> list[list[int]]:
     for field in fields:
         if field.startswith("["):
             continue
-        low, _, high = field.partition("-")
+        low, _sep, high = field.partition("-")
         ranges.append([int(low), int(high or low)])
     return ranges
 
@@ -48,7 +48,7 @@ def parse_nodes(text: str) -> list[dict[str, Any]]:
         if len(fields) < 8:
             continue
         endpoint = fields[1].split("@", 1)[0].split(",", 1)[0]
-        host, _, port = endpoint.rpartition(":")
+        host, _sep, port = endpoint.rpartition(":")
         flags = fields[2].split(",")
         slots = parse_slots(fields[8:])
         nodes.append(
