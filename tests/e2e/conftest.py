@@ -127,11 +127,13 @@ def assert_ok(run: Run) -> None:
     assert run.rc == 0, run.output[-4000:]
 
 
-def applied_cluster(tmp_path_factory: pytest.TempPathFactory, example: str, name: str, **spec: object) -> Cluster:
-    """A cluster from an example document (with `spec` changes), applied on fresh members."""
+def applied_cluster(
+    tmp_path_factory: pytest.TempPathFactory, example: str, name: str, *apply_args: str, **spec: object
+) -> Cluster:
+    """A cluster from an example document (with `spec` changes), applied on fresh members (`apply_args`: -vvv...)."""
     cluster = make_cluster(tmp_path_factory, example, name, **spec)
     cluster.purge()
-    cluster.created = cluster.playbook("cluster_apply")
+    cluster.created = cluster.playbook("cluster_apply", *apply_args)
     assert_ok(cluster.created)
     return cluster
 

@@ -2,6 +2,8 @@
 
 Everything is checked in Redis itself (CLUSTER INFO/NODES/SLOTS, the keys) through the minimal
 RESP client of test_redis.py, made cluster-aware here (CRC16 key slots, MOVED and ASK redirects).
+The runs that drive redis-cli --cluster (create, switchover, failover, scaling) are at -vvv, and the
+last test scans them and the members' logs for secrets with the scanners of test_secrets.py.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 import yaml
 from conftest import Cluster, applied_cluster, assert_ok, wait_for
 from test_redis import Resp, RespError
+from test_secrets import leaks, member_logs, secrets_in
 
 pytestmark = pytest.mark.redis
 
@@ -185,7 +188,7 @@ def primary_of_shard(cluster: Cluster, shard: int) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def sc(tmp_path_factory):
-    cluster = applied_cluster(tmp_path_factory, "redis-sharded.yml", NAME)
+    cluster = applied_cluster(tmp_path_factory, "redis-sharded.yml", NAME, "-vvv")
     yield cluster
     cluster.purge()
 
@@ -245,7 +248,7 @@ def test_failover_is_refused_while_every_primary_answers(sc):
 
 def test_switchover_of_one_shard(sc):
     old, new = primary_of_shard(sc, 1)
-    run = sc.playbook("switchover", "-e", f"target={new}")
+    run = sc.playbook("switchover", "-e", f"target={new}", "-vvv")
     assert_ok(run)
     wait_for(lambda: primary_of_shard(sc, 1) == (new, old), timeout=60)
     assert shards(sc, f"{NAME}-0")[new] == old
@@ -256,7 +259,7 @@ def test_switchover_of_one_shard(sc):
 def test_failover_after_a_primary_is_killed(sc):
     old, new = primary_of_shard(sc, 2)
     subprocess.run(["podman", "kill", old], check=True, capture_output=True, env=PODMAN_ENV)
-    run = sc.playbook("failover")
+    run = sc.playbook("failover", "-vvv")
     assert_ok(run)
     view = nodes(sc, f"{NAME}-0")
     assert view[new]["role"] == "master" and view[new]["slots"] > 0
@@ -275,15 +278,27 @@ def test_failover_after_a_primary_is_killed(sc):
 
 def test_scale_out_to_four_shards_and_back(sc):
     rewrite(sc, sharding={"shards": 4, "replicasPerShard": 1})
-    run = sc.playbook("cluster_apply")
+    run = sc.playbook("cluster_apply", "-vvv")
     assert_ok(run)
     assert len(addresses(sc)) == 8
     assert_whole(sc, 4)
     assert ask(sc, primary_of_shard(sc, 3)[0], "DBSIZE") > 0  # keys moved with their slots
     assert_every_key(sc)
     rewrite(sc, sharding={"shards": 3, "replicasPerShard": 1})
-    run = sc.playbook("cluster_apply")
+    run = sc.playbook("cluster_apply", "-vvv")
     assert_ok(run)
     assert sorted(addresses(sc)) == sorted(f"{NAME}-{i}" for i in range(6))
     assert_whole(sc, 3)
     assert_every_key(sc)
+
+
+def test_no_secret_in_cluster_operations_output_or_member_logs(sc):
+    """The redis-cli --cluster calls get the admin password on stdin: not in -vvv output, ps or the journal."""
+    secrets = secrets_in(sc.home / "secrets" / sc.name) | secrets_in(sc.home / "ssh")
+    assert sum(label.startswith("password of ") for label in secrets.values()) >= 4
+    # create, switchover, failover and the two scaling applies ran at -vvv
+    assert sum(run.output.count("\n") > 100 and "SSH: EXEC" in run.output for run in sc.runs) >= 5
+    found = [leak for run in sc.runs for leak in leaks(run.output, secrets, "output")]
+    for member in addresses(sc):
+        found += leaks(member_logs(member), secrets, member)
+    assert found == []
