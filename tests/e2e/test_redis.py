@@ -123,6 +123,12 @@ def primary_of(cluster: Cluster) -> str:
     return masters[0]
 
 
+def sentinel_master(conn: Resp) -> dict[str, str]:
+    """SENTINEL MASTER as a dict (flags, quorum, num-slaves, ...)."""
+    reply = conn.call("SENTINEL", "MASTER", NAME)
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
 def sentinel_primary(cluster: Cluster, host: str) -> str:
     """What a Sentinel names as primary, asked as the password-less default user."""
     conn = Resp(host, SENTINEL_PORT, str(cluster.ca_file))
@@ -275,8 +281,7 @@ def test_sentinels_see_the_primary_and_a_quorum(rc):
         assert sentinel_primary(rc, host) == primary
         conn = connect(rc, host, "admin", SENTINEL_PORT)
         assert conn.call("SENTINEL", "CKQUORUM", NAME).startswith("OK 3 usable Sentinels")
-        master = conn.call("SENTINEL", "MASTER", NAME)
-        fields = dict(zip(master[::2], master[1::2], strict=True))
+        fields = sentinel_master(conn)
         assert (fields["quorum"], fields["num-slaves"], fields["num-other-sentinels"]) == ("2", "2", "2")
         conn.close()
         # The password-less default user may only find the primary.
@@ -299,6 +304,45 @@ def test_persistence_and_parameters_from_the_spec(rc):
 
 
 def test_second_apply_changes_nothing(rc):
+    run = rc.playbook("cluster_apply")
+    assert_ok(run)
+    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+
+
+def test_rotate_credentials_replaces_every_password_without_a_restart(rc):
+    """The role's own users too: replication and the Sentinels move to the new passwords live."""
+    users = ["admin", "replicator", "trove_sentinel", "app"]
+    old = {user: rc.password(user) for user in users}
+    pids = {member: info(rc, address(rc, member), "server")["process_id"] for member in MEMBERS}
+    assert_ok(rc.playbook("rotate_credentials"))
+    assert not (rc.home / "secrets" / NAME / "previous").exists()
+    assert all(rc.password(user) != old[user] for user in users)
+    for member in MEMBERS:
+        host = address(rc, member)
+        for port, port_users in ((PORT, users), (SENTINEL_PORT, ["admin", "trove_sentinel"])):
+            for user in port_users:
+                with pytest.raises(RespError, match=r"^WRONGPASS"):
+                    Resp(host, port, str(rc.ca_file), user=user, password=old[user])
+        sentinel = connect(rc, host, "trove_sentinel", SENTINEL_PORT)
+        assert sentinel.call("SENTINEL", "CKQUORUM", NAME).startswith("OK 3 usable Sentinels")
+        sentinel.close()
+    assert {member: info(rc, address(rc, member), "server")["process_id"] for member in MEMBERS} == pids
+    # Replicas and Sentinels log in again, with the new passwords only.
+    primary = primary_of(rc)
+    conn = connect(rc, address(rc, primary))
+    conn.call("CLIENT", "KILL", "USER", "replicator")
+    conn.call("CLIENT", "KILL", "USER", "trove_sentinel")
+    conn.call("SET", "after-rotation", "1")
+    conn.close()
+    for member in MEMBERS:
+        sentinel = connect(rc, address(rc, member), "trove_sentinel", SENTINEL_PORT)
+        wait_for(lambda s=sentinel: sentinel_master(s)["flags"] == "master", 30)
+        sentinel.close()
+    for member in set(MEMBERS) - {primary}:
+        wait_for(lambda member=member: info(rc, address(rc, member))["master_link_status"] == "up", 30)
+        replica = connect(rc, address(rc, member))
+        wait_for(lambda replica=replica: replica.call("GET", "after-rotation") == "1", 30)
+        replica.close()
     run = rc.playbook("cluster_apply")
     assert_ok(run)
     assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
