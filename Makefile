@@ -12,21 +12,27 @@ TARBALL := build/trove-dbaas-$(shell sed -n 's/^version: //p' $(COLLECTION)/gala
 # Quality gates whose dependencies conflict with requirements.txt get their own venv.
 GATES := .venv-gates
 GATES_PACKAGES := 'galaxy-importer>=0.4.44,<0.5' 'ansible-builder>=3.1,<4'
+# The docs toolchain has a venv of its own too (Sphinx and antsibull pin docutils and pydantic).
+DOCS_VENV := .venv-docs
+DOCS_PACKAGES := 'antsibull-docs>=2.20,<3' 'antsibull-changelog>=0.29,<1' 'ansible-core>=2.18,<2.20' \
+  'sphinx>=8,<10' 'sphinx-ansible-theme>=0.10,<1'
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 # The project's own podman settings (installed by the image/backend roles); /etc is left alone.
 export CONTAINERS_CONF := /var/lib/trove-dbaas/containers.conf
 
-.PHONY: help deps gates images demo test unit e2e lint build galaxy sanity importer ee bench clean
+.PHONY: help deps gates docs-deps images demo test unit e2e lint build galaxy sanity importer ee docs release-notes bench clean
 help:
 	@echo "make demo   - install, build images, apply $(DEMO), show status and DSN"
-	@echo "make test   - lint, unit, end-to-end tests on real containers, galaxy, sanity (what CI runs)"
+	@echo "make test   - lint, unit, end-to-end tests on real containers, galaxy, sanity, docs (what CI runs)"
 	@echo "make lint   - ansible-lint (production), ruff, yamllint"
 	@echo "make build  - build the collection tarball"
 	@echo "make galaxy - install the tarball into an empty collections path and check it"
 	@echo "make sanity - ansible-test sanity on the collection"
 	@echo "make importer - galaxy-importer on the tarball (what Galaxy runs on upload)"
 	@echo "make ee     - the execution environment's build context in build/ee (no image build)"
+	@echo "make docs   - lint the collection docs and changelog, build the HTML docs in build/docs/build/html"
+	@echo "make release-notes - fold changelog fragments into CHANGELOG.rst for galaxy.yml's version (docs/releasing.md)"
 	@echo "make bench  - switchover/failover write gaps, apply times, backup/restore MB/s (JSON)"
 	@echo "make clean  - delete test/demo clusters and build output"
 
@@ -48,6 +54,14 @@ $(GATES)/.installed:
 
 gates: $(GATES)/.installed
 
+$(DOCS_VENV)/.installed:
+	python3 -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/pip install -q --upgrade pip
+	$(DOCS_VENV)/bin/pip install -q $(DOCS_PACKAGES)
+	touch $@
+
+docs-deps: $(DOCS_VENV)/.installed
+
 images: deps
 	$(BIN)/ansible-playbook playbooks/image_build.yml
 
@@ -64,7 +78,7 @@ unit: deps
 e2e: images
 	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -n 2 --dist loadscope
 
-test: lint unit galaxy sanity e2e
+test: lint unit galaxy sanity docs e2e
 
 lint: deps
 	$(BIN)/yamllint -s .
@@ -104,6 +118,17 @@ ee: gates build
 	$(GATES)/bin/ansible-builder introspect --sanitize collections | tee build/ee/introspect.yml
 	grep -q "jsonschema.*from collection trove.dbaas" build/ee/introspect.yml
 	grep -q "openssh-client .*from collection trove.dbaas" build/ee/introspect.yml
+
+# antsibull-docs lint-collection-docs, antsibull-changelog lint, then the antsibull-docs Sphinx site
+# (warnings are errors). The collection's dependencies come from the controller venv.
+docs: deps docs-deps
+	tools/build_docs.sh $(DOCS_VENV) $(VENV)
+
+# antsibull-changelog asks ansible-doc about the collection's modules and plugins (new ones are listed).
+release-notes: deps docs-deps
+	cd $(COLLECTION) && PATH=$(CURDIR)/$(DOCS_VENV)/bin:$$PATH \
+	  ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/collections:$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
+	  antsibull-changelog release
 
 bench: images
 	$(BIN)/python benchmarks/postgresql.py

@@ -212,16 +212,7 @@ def test_rotate_credentials_without_restart(pg_cluster):
     assert_ok(pg_cluster.playbook("rotate_credentials"))
     assert all(pg_cluster.password(u) != old[u] for u in old)
     primary = primary_of(pg_cluster)
-    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
-        psycopg2.connect(
-            host=address(pg_cluster, primary),
-            dbname="appdb",
-            user="app",
-            password=old["app"],
-            sslmode="verify-full",
-            sslrootcert=str(pg_cluster.ca_file),
-            connect_timeout=5,
-        )
+    assert_password_refused(pg_cluster, primary, "app", old["app"])
     query(pg_cluster, address(pg_cluster, primary), "INSERT INTO e2e VALUES ('after-rotation')")
     # Replicas reconnect with the new replication password (forced here) and keep streaming.
     admin_query(pg_cluster, primary, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
@@ -233,6 +224,19 @@ def test_rotate_credentials_without_restart(pg_cluster):
         time.sleep(1)
     assert rows == [["2"]]
     assert postmaster_start(pg_cluster) == started
+
+
+def assert_password_refused(cluster: Cluster, member: str, user: str, password: str) -> None:
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(
+            host=address(cluster, member),
+            dbname="appdb",
+            user=user,
+            password=password,
+            sslmode="verify-full",
+            sslrootcert=str(cluster.ca_file),
+            connect_timeout=5,
+        )
 
 
 def served_serial(cluster: Cluster, member: str, starttls: str = "postgres", port: int = 5432) -> str:

@@ -127,7 +127,7 @@ def test_timers_follow_the_schedule(pg_bk):
 def test_unknown_backup_type_is_refused(pg_bk):
     run = pg_bk.playbook("backup", "-e", "type=weekly")
     assert run.rc != 0
-    assert 'type: "weekly" is not a backup type; allowed: full, diff, incr' in said(run)
+    assert "type: 'weekly' is not allowed; allowed: diff, full, incr" in said(run)
 
 
 def test_full_and_incremental_backups(pg_bk, history):

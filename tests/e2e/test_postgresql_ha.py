@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 import yaml
 from conftest import Cluster, applied_cluster, assert_ok, make_cluster, wait_for
-from test_postgresql import address, admin_query, member_host, query
+from test_postgresql import address, admin_query, assert_password_refused, member_host, query, served_serial
 from test_postgresql_day2 import Writer
 
 pytestmark = pytest.mark.postgresql
@@ -66,10 +66,12 @@ def leader_of(cluster: Cluster) -> str:
 
 # Members have no curl; Python's urllib makes the call with the member's certificate.
 API_CALL = """
-import ssl, sys, urllib.error, urllib.request
+import base64, ssl, sys, urllib.error, urllib.request
 tls = ssl.create_default_context(cafile="/etc/trove/tls/ca.crt")
 tls.load_cert_chain("/etc/trove/tls/server.crt", "/etc/trove/tls/server.key")
 request = urllib.request.Request(sys.argv[1], method=sys.argv[2], data=sys.argv[3].encode() or None)
+if len(sys.argv) > 4:  # user:password
+    request.add_header("Authorization", "Basic " + base64.b64encode(sys.argv[4].encode()).decode())
 try:
     print(urllib.request.urlopen(request, context=tls, timeout=30).read().decode())
 except urllib.error.HTTPError as error:
@@ -77,10 +79,37 @@ except urllib.error.HTTPError as error:
 """
 
 
-def patroni(cluster: Cluster, member: str, path: str = "cluster", method: str = "GET", body: str = "") -> str:
-    """A Patroni REST API call made on a member with the member's certificate, without the password."""
+def patroni(
+    cluster: Cluster, member: str, path: str = "cluster", method: str = "GET", body: str = "", *, password: str = ""
+) -> str:
+    """A Patroni REST API call made on a member with the member's certificate (and the password if given)."""
     url = f"https://{address(cluster, member)}:8008/{path}"
-    return member_host(cluster, member).check_output("python3 -c %s %s %s %s", API_CALL, url, method, body)
+    auth = ("patroni:" + password,) if password else ()
+    return member_host(cluster, member).check_output(
+        "python3 -c %s %s %s %s" + " %s" * len(auth), API_CALL, url, method, body, *auth
+    )
+
+
+# The serial of the certificate a member's service presents, read with the member's certificate
+# (Patroni and etcd refuse clients without one).
+SERIAL = """
+import socket, ssl, sys
+tls = ssl.create_default_context(cafile="/etc/trove/tls/ca.crt")
+tls.load_cert_chain("/etc/trove/tls/server.crt", "/etc/trove/tls/server.key")
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) as raw:
+    with tls.wrap_socket(raw, server_hostname=sys.argv[1]) as conn:
+        print(conn.getpeercert()["serialNumber"])
+"""
+
+
+def service_serial(cluster: Cluster, member: str, port: int) -> str:
+    return member_host(cluster, member).check_output("python3 -c %s %s %s", SERIAL, address(cluster, member), str(port))
+
+
+def patronictl(cluster: Cluster, member: str, *args: str) -> str:
+    return member_host(cluster, member).check_output(
+        "runuser -u postgres -- patronictl -c /etc/patroni/config.yml" + " %s" * len(args), *args
+    )
 
 
 def patroni_roles(cluster: Cluster, member: str) -> dict[str, str]:
@@ -225,6 +254,67 @@ def test_killing_the_leader_fails_over_automatically_with_no_commit_lost(ha):
     # The rejoined member has every acknowledged commit, including those made while it was down.
     last = max(acked)
     wait_for(lambda: query(ha, address(ha, leader), f"SELECT count(*) FROM ticks WHERE id = {last}") == [(1,)])
+
+
+def test_failover_playbook_promotes_through_patroni_when_patroni_does_not(ha):
+    """Paused (maintenance mode), Patroni elects no leader by itself: failover.yml asks it to."""
+    leader = leader_of(ha)
+    survivor = next(m for m in MEMBERS if m != leader)
+    before = timeline(ha, leader)
+    query(ha, address(ha, leader), "INSERT INTO ticks VALUES (7000000)")
+    patronictl(ha, survivor, "pause", "--wait")
+    try:
+        subprocess.run(["podman", "kill", leader], check=True, capture_output=True)
+        # The lease runs out and nobody takes it: no leader, the replicas stay replicas.
+        wait_for(lambda: "leader" not in patroni_roles(ha, survivor).values(), timeout=60)
+        assert sorted(roles_of_running(ha).values()) == ["replica", "replica"]
+        run = ha.playbook("failover")
+        assert_ok(run)
+        new_leader = leader_of(ha)
+        assert new_leader != leader
+        assert patroni_roles(ha, new_leader)[new_leader] == "leader"
+        assert timeline(ha, new_leader) == before + 1
+        # Synchronous mode: the commit acknowledged before the kill is on the new leader.
+        assert query(ha, address(ha, new_leader), "SELECT count(*) FROM ticks WHERE id = 7000000") == [(1,)]
+    finally:
+        patronictl(ha, survivor, "resume", "--wait")
+        subprocess.run(["podman", "start", leader], check=True, capture_output=True)
+    assert_ok(ha.playbook("cluster_apply"))
+    wait_for(lambda: sorted(patroni_roles(ha, survivor).values()) == ["leader", "replica", "sync_standby"])
+    wait_for(lambda: query(ha, address(ha, leader), "SELECT count(*) FROM ticks WHERE id = 7000000") == [(1,)])
+
+
+def test_rotate_credentials_keeps_replication_and_the_api(ha):
+    old = {user: ha.password(user) for user in ("app", "replicator", "trove_patroni")}
+    assert_ok(ha.playbook("rotate_credentials"))
+    new = {user: ha.password(user) for user in old}
+    assert all(new[user] != old[user] for user in old)
+    leader = leader_of(ha)
+    assert_password_refused(ha, leader, "app", old["app"])
+    query(ha, address(ha, leader), "INSERT INTO ticks VALUES (7000001)")
+    # Patroni's REST API takes only the new password for changes (a reload changes nothing).
+    assert patroni(ha, leader, "reload", "POST", password=old["trove_patroni"]) == "401"
+    assert patroni(ha, leader, "reload", "POST", password=new["trove_patroni"]) != "401"
+    # Replicas reconnect with the new replication password (forced here) and stream again.
+    admin_query(ha, leader, "SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+    wait_for(
+        lambda: admin_query(ha, leader, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == [["2"]]
+    )
+    assert sorted(patroni_roles(ha, leader).values()) == ["leader", "replica", "sync_standby"]
+
+
+def test_rotate_tls_reaches_postgresql_patroni_and_etcd(ha):
+    ports = {"postgresql": 5432, "patroni": 8008, "etcd": 2379}
+    before = {(m, p): service_serial(ha, m, port) for m in MEMBERS for p, port in ports.items() if p != "postgresql"}
+    before |= {(m, "postgresql"): served_serial(ha, m) for m in MEMBERS}
+    leader = leader_of(ha)
+    assert_ok(ha.playbook("rotate_tls"))
+    after = {(m, p): service_serial(ha, m, port) for m in MEMBERS for p, port in ports.items() if p != "postgresql"}
+    after |= {(m, "postgresql"): served_serial(ha, m) for m in MEMBERS}
+    assert [key for key in before if after[key] == before[key]] == []
+    # Loaded without a restart or a role change.
+    assert leader_of(ha) == leader
+    assert sorted(patroni_roles(ha, leader).values()) == ["leader", "replica", "sync_standby"]
 
 
 def test_parameter_change_reaches_every_member(ha, tmp_path):

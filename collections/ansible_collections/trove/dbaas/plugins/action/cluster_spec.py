@@ -65,8 +65,11 @@ class ActionModule(ActionBase):
             return _failed([f"(arguments): {to_text(exc.message)}"])
         if args.get("src") is None:
             return check_definition(args["definition"])
+        src = args["src"]
+        if not os.path.isabs(src) and os.path.isfile(src):
+            src = os.path.abspath(src)  # relative to the working directory, like -e @file
         try:
-            document = self._loader.load_from_file(self._find_needle("files", args["src"]), cache="none")
+            document = self._loader.load_from_file(self._find_needle("files", src), cache="none")
         except AnsibleError as exc:
             return _failed([f"(src): {to_text(exc.message)}"])
         return check_definition(document)

@@ -30,6 +30,8 @@ API_VERSION = "trove.dbaas/v1"
 SUPPORTED_API_VERSIONS = (API_VERSION,)
 ROOT = "(document)"
 MAX_DEPTH = 64
+# Longest key shown whole in a path (quotes and escapes included); longer ones are cut.
+MAX_KEY_SHOWN = 64
 
 # Every engine/topology pair the project intends to support; used to tell "does not exist" from "not yet".
 PLANNED_TOPOLOGIES: dict[str, tuple[str, ...]] = {
@@ -106,11 +108,20 @@ def format_path(path: Iterable[str | int]) -> str:
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _PLAIN_KEY.match(part):
+        elif _PLAIN_KEY.match(part) and len(part) <= MAX_KEY_SHOWN:
             out += f".{part}" if out else part
         else:
-            out += f"[{part!r}]"
+            out += f"[{_quoted_key(part)}]"
     return out or ROOT
+
+
+def _quoted_key(key: str) -> str:
+    # A huge or binary unknown key must not make a huge message: cut it until its repr is short.
+    shown = repr(key)
+    while len(shown) > MAX_KEY_SHOWN:
+        key = key[: len(key) // 2]
+        shown = repr(f"{key}...")
+    return shown
 
 
 def load_schema(path: str) -> dict[str, Any]:

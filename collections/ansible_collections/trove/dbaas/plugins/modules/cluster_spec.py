@@ -22,8 +22,9 @@ options:
   src:
     description:
       - Path to a YAML or JSON file on the controller holding the cluster document.
-      - Relative paths are searched like other controller-side files, for example in the role or playbook
-        C(files/) directory. Vault-encrypted files are decrypted.
+      - A relative path is taken from the working directory when the file is there; otherwise it is searched
+        like other controller-side files, for example in the role or playbook C(files/) directory.
+        Vault-encrypted files are decrypted.
       - Mutually exclusive with O(definition); one of them is required.
     type: str
 notes:

@@ -112,6 +112,16 @@ def test_src_found_in_files_dir(tmp_path: Path) -> None:
     assert result["cluster"]["spec"]["topology"] == "standalone"
 
 
+def test_src_relative_to_the_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`-e cluster_file=examples/x.yml` from the project directory (README) must find the file."""
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "pg-demo.yml").write_text(YAML)
+    monkeypatch.chdir(tmp_path)
+    result = run({"src": "examples/pg-demo.yml"}, search_path=tmp_path / "playbooks")
+    assert result["cluster"]["metadata"]["name"] == "pg-demo"
+    assert_failed(run({"src": "examples/other.yml"}, search_path=tmp_path / "playbooks"), "examples/other.yml")
+
+
 def test_src_yaml_oddities_are_reported(tmp_path: Path) -> None:
     source = tmp_path / "odd.yml"
     source.write_text(YAML + "  backup:\n    schedule: 2024-01-01\n  parameters:\n    1: x\n")

@@ -441,7 +441,7 @@ SCHEMA_CASES = [
         "spec.parameters.work_mem: {'x': 1} is not a scalar; parameter values are strings, numbers or booleans",
     ),
     (put(None, "spec", "parameters", "work_mem"), "spec.parameters.work_mem: None is not a scalar"),
-    (put(1, "spec", "parameters", "Work_Mem"), "spec.parameters: 'Work_Mem' does not match '^[a-z][a-z0-9_.-]*$'"),
+    (put(1, "spec", "parameters", "Work_Mem"), "spec.parameters: 'Work_Mem' does not match '^[a-z][a-z0-9_.-]{0,62}$'"),
     (put([{"name": "App"}], "spec", "databases"), "spec.databases[0].name: 'App' does not match"),
     (put([{"name": "a" * 64}], "spec", "databases"), "... does not match '^[a-z_][a-z0-9_]{0,62}$'"),
     (
