@@ -17,7 +17,7 @@ import time
 
 import pytest
 import yaml
-from conftest import Cluster, applied_cluster, assert_ok, wait_for
+from conftest import Cluster, applied_cluster, assert_ok, restore_target, wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -445,3 +445,43 @@ def test_backup_takes_a_snapshot_of_the_primary_the_sentinels_name(rc):
     ).stdout
     assert newest.startswith(b"REDIS0010")
     assert b"app:backup-marker" in newest
+
+
+def test_restore_the_newest_snapshot_into_a_new_cluster(rc, tmp_path_factory, request):
+    """Into a standalone cluster with an append-only file: exactly the keys of the snapshot, still
+    there after a restart (the AOF was rewritten from them)."""
+    conn = connect(rc, address(rc, primary_of(rc)))
+    conn.call("SET", "app:restore-check", "in-the-snapshot")
+    expected = conn.call("DBSIZE")
+    assert_ok(rc.playbook("backup"))
+    conn.call("SET", "app:after-snapshot", "1")
+    conn.close()
+    target = restore_target(request, tmp_path_factory, rc, "redis-standalone.yml", f"{NAME}-r")
+    early = target.playbook("restore", "-e", f"source={NAME}", "-e", "target_time='2000-01-01 00:00:00'")
+    assert early.rc != 0
+    assert f"source: {NAME} has no snapshot taken at or before" in early.output
+    run = target.playbook("restore", "-e", f"source={NAME}")
+    assert_ok(run)
+    assert f"restored {NAME}-r from {NAME}: backup " in run.output
+    assert f"{expected} keys, primary {NAME}-r-0" in run.output
+
+    def restored() -> tuple:
+        conn = connect(target, address(target, f"{NAME}-r-0"))
+        try:
+            return (
+                conn.call("DBSIZE"),
+                conn.call("GET", "app:restore-check"),
+                conn.call("GET", "app:after-snapshot"),
+                conn.call("CONFIG", "GET", "appendonly"),
+            )
+        finally:
+            conn.close()
+
+    assert restored() == (expected, "in-the-snapshot", None, ["appendonly", "yes"])
+    subprocess.run(
+        ["podman", "exec", f"{NAME}-r-0", "systemctl", "restart", "redis-server"], check=True, env=PODMAN_ENV
+    )
+    wait_for(lambda: restored() == (expected, "in-the-snapshot", None, ["appendonly", "yes"]), 30)
+    refused = target.playbook("restore", "-e", f"source={NAME}")
+    assert refused.rc != 0
+    assert f"confirm: cluster {NAME}-r has data on {NAME}-r-0; pass -e confirm={NAME}-r" in refused.output
