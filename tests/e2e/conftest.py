@@ -144,3 +144,15 @@ def pg_cluster(tmp_path_factory: pytest.TempPathFactory):
     cluster = applied_cluster(tmp_path_factory, "postgresql-replicated.yml", "e2e-pg")
     yield cluster
     cluster.purge()
+
+
+def restore_target(request, tmp_path_factory, source: Cluster, example: str, name: str, **spec: object) -> Cluster:
+    """A new cluster document next to the source's secrets (a restore may need the source's CA and
+    reaches its repository with the same controller key), deleted after the test whatever its outcome."""
+    own = make_cluster(tmp_path_factory, example, name, **spec)
+    log_dir = source.log_dir / name
+    log_dir.mkdir(exist_ok=True)
+    target = Cluster(name, own.spec_file, source.home, source.env, log_dir)
+    target.purge()
+    request.addfinalizer(target.purge)
+    return target

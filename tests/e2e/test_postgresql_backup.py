@@ -7,7 +7,7 @@ import json
 import time
 
 import pytest
-from conftest import Cluster, applied_cluster, assert_ok, make_cluster
+from conftest import Cluster, applied_cluster, assert_ok, restore_target
 from test_postgresql import address, admin_query, member_host, query
 
 pytestmark = pytest.mark.postgresql
@@ -26,18 +26,6 @@ def pg_bk(tmp_path_factory):
     cluster = applied_cluster(tmp_path_factory, "postgresql-replicated.yml", NAME, members=2, backup=BACKUP)
     yield cluster
     cluster.purge()
-
-
-def restore_target(request, tmp_path_factory, source: Cluster, name: str, **spec: object) -> Cluster:
-    """A new cluster document next to the source's secrets (the restore needs the source's CA),
-    deleted after the test whatever its outcome."""
-    own = make_cluster(tmp_path_factory, "postgresql-replicated.yml", name, **spec)
-    log_dir = source.log_dir / name
-    log_dir.mkdir(exist_ok=True)
-    target = Cluster(name, own.spec_file, source.home, source.env, log_dir)
-    target.purge()
-    request.addfinalizer(target.purge)
-    return target
 
 
 def databases(cluster: Cluster) -> dict[str, dict]:
@@ -137,7 +125,9 @@ def test_full_and_incremental_backups(pg_bk, history):
 
 
 def test_restore_latest_into_a_new_cluster(pg_bk, history, tmp_path_factory, request):
-    target = restore_target(request, tmp_path_factory, pg_bk, "e2e-bk-r1", members=2, backup={"enabled": True})
+    target = restore_target(
+        request, tmp_path_factory, pg_bk, "postgresql-replicated.yml", "e2e-bk-r1", members=2, backup={"enabled": True}
+    )
     run = target.playbook("restore", "-e", f"source={NAME}")
     assert_ok(run)
     assert "restored e2e-bk-r1 from e2e-bk: backup " in said(run)
@@ -157,7 +147,9 @@ def test_restore_latest_into_a_new_cluster(pg_bk, history, tmp_path_factory, req
 
 
 def test_restore_to_a_point_in_time(pg_bk, history, tmp_path_factory, request):
-    target = restore_target(request, tmp_path_factory, pg_bk, "e2e-bk-r2", topology="standalone", members=1)
+    target = restore_target(
+        request, tmp_path_factory, pg_bk, "postgresql-replicated.yml", "e2e-bk-r2", topology="standalone", members=1
+    )
     run = target.playbook("restore", "-e", f"source={NAME}", "-e", f"target_time='{history}'")
     assert_ok(run)
     assert f"target {history}" in said(run)
@@ -171,7 +163,9 @@ def test_restore_to_a_point_in_time(pg_bk, history, tmp_path_factory, request):
 
 
 def test_bad_restore_requests_are_refused(pg_bk, tmp_path_factory, request):
-    target = restore_target(request, tmp_path_factory, pg_bk, "e2e-bk-r3", topology="standalone", members=1)
+    target = restore_target(
+        request, tmp_path_factory, pg_bk, "postgresql-replicated.yml", "e2e-bk-r3", topology="standalone", members=1
+    )
     run = target.playbook("restore", "-e", "source=e2e-nothing")
     assert run.rc != 0
     assert "source: e2e-nothing is not a cluster with a backup repository; clusters with one:" in said(run)

@@ -17,7 +17,7 @@ import urllib.request
 import psycopg2
 import pytest
 import yaml
-from conftest import Cluster, applied_cluster, assert_ok, make_cluster, wait_for
+from conftest import Cluster, applied_cluster, assert_ok, restore_target, wait_for
 from test_postgresql import address, admin_query, assert_password_refused, member_host, query, served_serial
 from test_postgresql_day2 import Writer
 
@@ -366,11 +366,7 @@ def test_restore_into_a_new_ha_cluster(ha, tmp_path_factory, request):
     leader = leader_of(ha)
     query(ha, address(ha, leader), "INSERT INTO ticks SELECT generate_series(5000000, 5000099)")
     expected = query(ha, address(ha, leader), "SELECT count(*), max(id) FROM ticks")[0]
-    own = make_cluster(tmp_path_factory, "postgresql-ha.yml", f"{NAME}-r")
-    target = Cluster(own.name, own.spec_file, ha.home, ha.env, ha.log_dir / own.name)
-    target.log_dir.mkdir(exist_ok=True)
-    target.purge()
-    request.addfinalizer(target.purge)
+    target = restore_target(request, tmp_path_factory, ha, "postgresql-ha.yml", f"{NAME}-r")
     run = target.playbook("restore", "-e", f"source={NAME}")
     assert_ok(run)
     # Rows committed after the backup come from the archived WAL.

@@ -17,7 +17,7 @@ import time
 
 import pytest
 import yaml
-from conftest import Cluster, applied_cluster, assert_ok, wait_for
+from conftest import Cluster, applied_cluster, assert_ok, restore_target, wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -304,6 +304,57 @@ def test_second_apply_changes_nothing(rc):
     assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
 
 
+def test_rotate_credentials_replaces_every_password_without_a_restart(rc):
+    """The role's own users too: replication and the Sentinels move to the new passwords live."""
+    users = ["admin", "replicator", "trove_sentinel", "app"]
+    old = {user: rc.password(user) for user in users}
+    pids = {member: info(rc, address(rc, member), "server")["process_id"] for member in MEMBERS}
+    assert_ok(rc.playbook("rotate_credentials"))
+    assert not (rc.home / "secrets" / NAME / "previous").exists()
+    assert all(rc.password(user) != old[user] for user in users)
+    for member in MEMBERS:
+        host = address(rc, member)
+        for port, port_users in ((PORT, users), (SENTINEL_PORT, ["admin", "trove_sentinel"])):
+            for user in port_users:
+                with pytest.raises(RespError, match=r"^WRONGPASS"):
+                    Resp(host, port, str(rc.ca_file), user=user, password=old[user])
+        sentinel = connect(rc, host, "trove_sentinel", SENTINEL_PORT)
+        assert sentinel.call("SENTINEL", "CKQUORUM", NAME).startswith("OK 3 usable Sentinels")
+        sentinel.close()
+    assert {member: info(rc, address(rc, member), "server")["process_id"] for member in MEMBERS} == pids
+    # Replicas and Sentinels log in again, with the new passwords only.
+    primary = primary_of(rc)
+    conn = connect(rc, address(rc, primary))
+    conn.call("CLIENT", "KILL", "USER", "replicator")
+    conn.call("CLIENT", "KILL", "USER", "trove_sentinel")
+    # A client that failed AUTH stays the (disabled) default user: every Sentinel logged in again.
+    wait_for(
+        lambda: (
+            {
+                field.split("=")[1].rsplit(":", 1)[0]
+                for line in conn.call("CLIENT", "LIST").splitlines()
+                if " user=trove_sentinel " in f" {line} "
+                for field in line.split()
+                if field.startswith("addr=")
+            }
+            >= {address(rc, member) for member in MEMBERS}
+        ),
+        30,
+    )
+    for member in set(MEMBERS) - {primary}:
+        wait_for(lambda member=member: info(rc, address(rc, member))["master_link_status"] == "up", 30)
+    # min-replicas-to-write 1: the write is taken only with a replica connected again.
+    conn.call("SET", "after-rotation", "1")
+    conn.close()
+    for member in set(MEMBERS) - {primary}:
+        replica = connect(rc, address(rc, member))
+        wait_for(lambda replica=replica: replica.call("GET", "after-rotation") == "1", 30)
+        replica.close()
+    run = rc.playbook("cluster_apply")
+    assert_ok(run)
+    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+
+
 def test_status_shows_roles(rc):
     run = rc.playbook("cluster_status")
     assert_ok(run)
@@ -401,3 +452,43 @@ def test_backup_takes_a_snapshot_of_the_primary_the_sentinels_name(rc):
     ).stdout
     assert newest.startswith(b"REDIS0010")
     assert b"app:backup-marker" in newest
+
+
+def test_restore_the_newest_snapshot_into_a_new_cluster(rc, tmp_path_factory, request):
+    """Into a standalone cluster with an append-only file: exactly the keys of the snapshot, still
+    there after a restart (the AOF was rewritten from them)."""
+    conn = connect(rc, address(rc, primary_of(rc)))
+    conn.call("SET", "app:restore-check", "in-the-snapshot")
+    expected = conn.call("DBSIZE")
+    assert_ok(rc.playbook("backup"))
+    conn.call("SET", "app:after-snapshot", "1")
+    conn.close()
+    target = restore_target(request, tmp_path_factory, rc, "redis-standalone.yml", f"{NAME}-r")
+    early = target.playbook("restore", "-e", f"source={NAME}", "-e", "target_time='2000-01-01 00:00:00'")
+    assert early.rc != 0
+    assert f"source: {NAME} has no snapshot taken at or before" in early.output
+    run = target.playbook("restore", "-e", f"source={NAME}")
+    assert_ok(run)
+    assert f"restored {NAME}-r from {NAME}: backup " in run.output
+    assert f"{expected} keys, primary {NAME}-r-0" in run.output
+
+    def restored() -> tuple:
+        conn = connect(target, address(target, f"{NAME}-r-0"))
+        try:
+            return (
+                conn.call("DBSIZE"),
+                conn.call("GET", "app:restore-check"),
+                conn.call("GET", "app:after-snapshot"),
+                conn.call("CONFIG", "GET", "appendonly"),
+            )
+        finally:
+            conn.close()
+
+    assert restored() == (expected, "in-the-snapshot", None, ["appendonly", "yes"])
+    subprocess.run(
+        ["podman", "exec", f"{NAME}-r-0", "systemctl", "restart", "redis-server"], check=True, env=PODMAN_ENV
+    )
+    wait_for(lambda: restored() == (expected, "in-the-snapshot", None, ["appendonly", "yes"]), 30)
+    refused = target.playbook("restore", "-e", f"source={NAME}")
+    assert refused.rc != 0
+    assert f"confirm: cluster {NAME}-r has data on {NAME}-r-0; pass -e confirm={NAME}-r" in refused.output

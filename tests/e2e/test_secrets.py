@@ -28,11 +28,11 @@ DEFAULT_PORTS = {"postgresql": 5432, "mariadb": 3306, "redis": 6379}
 pytestmark = [pytest.mark.postgresql, pytest.mark.mariadb, pytest.mark.redis]
 
 # engine: (example document, cluster name, spec changes, users to rotate or all); as small as each
-# example allows. Redis cannot rotate its own users yet (docs/redis.md): only its application user.
+# example allows.
 CLUSTERS = {
     "postgresql": ("postgresql-replicated.yml", "e2e-surface-pg", {"members": 2}, None),
     "mariadb": ("mariadb-standalone.yml", "e2e-surface-maria", {}, None),
-    "redis": ("redis-standalone.yml", "e2e-surface-redis", {}, ["app"]),
+    "redis": ("redis-standalone.yml", "e2e-surface-redis", {}, None),
 }
 # The engine's server process, which must be running on every member.
 SERVER_PROCESS = {"postgresql": "postgres", "mariadb": "mariadbd", "redis": "redis-server"}

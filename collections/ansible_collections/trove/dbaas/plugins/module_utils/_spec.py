@@ -42,7 +42,7 @@ PLANNED_TOPOLOGIES: dict[str, tuple[str, ...]] = {
 # Pairs implemented now; an engine is available when it has at least one topology here.
 AVAILABLE_TOPOLOGIES: dict[str, tuple[str, ...]] = {
     "postgresql": ("standalone", "replicated", "ha"),
-    "mariadb": ("standalone", "replicated"),
+    "mariadb": ("standalone", "replicated", "galera"),
     "redis": ("standalone", "sentinel", "sharded"),
 }
 ENGINE_VERSIONS: dict[str, tuple[str, ...]] = {
@@ -60,6 +60,11 @@ MEMBER_LIMITS: dict[str, tuple[int, int]] = {
     "ha": (3, 9),
     "sentinel": (3, 9),
     "sharded": (3, 9),
+    "galera": (3, 9),
+}
+# Why a topology needs its fewest members, added to the "too few" message.
+MEMBER_LIMIT_REASONS: dict[str, str] = {
+    "galera": "a Galera primary component needs a majority of the members, so 3 is the fewest that survive losing one",
 }
 DEFAULT_MEMBERS: dict[str, int] = {"standalone": 1}
 DEFAULT_MEMBERS_OTHERWISE = 3
@@ -486,7 +491,8 @@ def _check_members(spec: Mapping[str, Any]) -> list[str]:
     if low == high and members != low:
         return [f"spec.members: {members} is not allowed for topology {topology!r}; it must be {low}"]
     if members < low:
-        return [f"spec.members: {members} is too few for topology {topology!r}; it needs at least {low}"]
+        reason = f" ({MEMBER_LIMIT_REASONS[topology]})" if topology in MEMBER_LIMIT_REASONS else ""
+        return [f"spec.members: {members} is too few for topology {topology!r}; it needs at least {low}{reason}"]
     if members > high:
         return [f"spec.members: {members} is too many for topology {topology!r}; it allows at most {high}"]
     return []

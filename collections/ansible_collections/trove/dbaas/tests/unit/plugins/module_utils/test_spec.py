@@ -532,8 +532,9 @@ def test_long_values_are_shortened(schema: dict[str, Any]) -> None:
 
 RULE_CASES = [
     (
-        {"engine": "mariadb", "topology": "galera", "version": "10.11"},
-        "spec.topology: 'galera' is not available for engine 'mariadb' yet; available: replicated, standalone",
+        {"engine": "mariadb", "topology": "galera", "version": "10.11", "members": 2},
+        "spec.members: 2 is too few for topology 'galera'; it needs at least 3 (a Galera primary component needs a "
+        "majority of the members, so 3 is the fewest that survive losing one)",
     ),
     (
         {"engine": "mariadb", "version": "10.11", "replication": {"mode": "sync", "syncCount": 2}},
