@@ -127,6 +127,12 @@ def assert_ok(run: Run) -> None:
     assert run.rc == 0, run.output[-4000:]
 
 
+def assert_unchanged(run: Run) -> None:
+    """The run succeeded and changed nothing on any host (an idempotent re-run)."""
+    assert_ok(run)
+    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+
+
 def applied_cluster(
     tmp_path_factory: pytest.TempPathFactory, example: str, name: str, *apply_args: str, **spec: object
 ) -> Cluster:

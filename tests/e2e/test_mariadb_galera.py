@@ -12,7 +12,7 @@ import uuid
 import pymysql
 import pytest
 import yaml
-from conftest import Cluster, applied_cluster, assert_ok, wait_for
+from conftest import Cluster, applied_cluster, assert_ok, assert_unchanged, wait_for
 from test_mariadb import admin, connect, podman, query
 from test_postgresql import address
 
@@ -135,8 +135,7 @@ def test_status_shows_wsrep_state(gal):
 
 def test_second_apply_changes_nothing(gal):
     run = gal.playbook("cluster_apply")
-    assert_ok(run)
-    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+    assert_unchanged(run)
     assert "galera: no bootstrap: a primary component runs on" in flat(run.output)
 
 
@@ -186,7 +185,7 @@ def test_a_second_apply_after_recovery_does_not_bootstrap_again(gal):
     run = gal.playbook("cluster_apply")
     assert_ok(run)
     assert "galera: no bootstrap" in flat(run.output)
-    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+    assert_unchanged(run)
 
 
 def test_scale_to_four_and_back_to_three(gal, tmp_path):

@@ -17,7 +17,7 @@ import urllib.request
 import psycopg2
 import pytest
 import yaml
-from conftest import Cluster, applied_cluster, assert_ok, restore_target, wait_for
+from conftest import Cluster, applied_cluster, assert_ok, assert_unchanged, restore_target, wait_for
 from test_postgresql import address, admin_query, assert_password_refused, member_host, query, served_serial
 from test_postgresql_day2 import Writer
 
@@ -151,8 +151,7 @@ def test_one_leader_and_two_streaming_replicas(ha):
 
 def test_second_apply_changes_nothing(ha):
     run = ha.playbook("cluster_apply")
-    assert_ok(run)
-    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+    assert_unchanged(run)
 
 
 def test_status_shows_roles_and_lag(ha):
@@ -341,8 +340,7 @@ def test_parameter_change_reaches_every_member(ha, tmp_path):
     assert config["postgresql"]["parameters"]["max_connections"] == 120
     assert config["synchronous_mode"] and config["synchronous_mode_strict"]
     run = ha.playbook("cluster_apply", spec_file=changed)
-    assert_ok(run)
-    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+    assert_unchanged(run)
 
 
 def test_backups_archive_from_the_patroni_leader(ha, tmp_path):
@@ -379,8 +377,7 @@ def test_restore_into_a_new_ha_cluster(ha, tmp_path_factory, request):
     # Its own Patroni configuration, not the source's (kept in the restored data directory).
     assert not json.loads(patroni(target, restored, "config"))["postgresql"]["parameters"].get("archive_mode")
     run = target.playbook("cluster_apply")
-    assert_ok(run)
-    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+    assert_unchanged(run)
 
 
 def etcd_members(cluster: Cluster, member: str) -> list[str]:

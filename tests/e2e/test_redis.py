@@ -17,7 +17,7 @@ import time
 
 import pytest
 import yaml
-from conftest import Cluster, applied_cluster, assert_ok, restore_target, wait_for
+from conftest import Cluster, applied_cluster, assert_ok, assert_unchanged, restore_target, wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -300,8 +300,7 @@ def test_persistence_and_parameters_from_the_spec(rc):
 
 def test_second_apply_changes_nothing(rc):
     run = rc.playbook("cluster_apply")
-    assert_ok(run)
-    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+    assert_unchanged(run)
 
 
 def test_rotate_credentials_replaces_every_password_without_a_restart(rc):
@@ -351,8 +350,7 @@ def test_rotate_credentials_replaces_every_password_without_a_restart(rc):
         wait_for(lambda replica=replica: replica.call("GET", "after-rotation") == "1", 30)
         replica.close()
     run = rc.playbook("cluster_apply")
-    assert_ok(run)
-    assert {host: c["changed"] for host, c in run.recap().items() if c["changed"]} == {}
+    assert_unchanged(run)
 
 
 def test_status_shows_roles(rc):
