@@ -299,7 +299,8 @@ def test_rotate_credentials_keeps_replication_and_the_api(ha):
     wait_for(
         lambda: admin_query(ha, leader, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'") == [["2"]]
     )
-    assert sorted(patroni_roles(ha, leader).values()) == ["leader", "replica", "sync_standby"]
+    # Patroni names the synchronous standby again on its next loop after the reconnect.
+    wait_for(lambda: sorted(patroni_roles(ha, leader).values()) == ["leader", "replica", "sync_standby"])
 
 
 def test_rotate_tls_reaches_postgresql_patroni_and_etcd(ha):
