@@ -6,7 +6,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(CURDIR)/$(VENV)/bin
 COLLECTION := collections/ansible_collections/trove/dbaas
-APT_PACKAGES := podman runc netavark aardvark-dns debootstrap python3-venv postgresql-client openssh-client make
+APT_PACKAGES := podman runc netavark aardvark-dns iptables debootstrap python3-venv postgresql-client openssh-client make
 DEMO ?= examples/postgresql-replicated.yml
 TARBALL := build/trove-dbaas-$(shell sed -n 's/^version: //p' $(COLLECTION)/galaxy.yml).tar.gz
 # Quality gates whose dependencies conflict with requirements.txt get their own venv.
