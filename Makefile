@@ -16,6 +16,8 @@ GATES_PACKAGES := 'galaxy-importer>=0.4.44,<0.5' 'ansible-builder>=3.1,<4'
 DOCS_VENV := .venv-docs
 DOCS_PACKAGES := 'antsibull-docs>=2.20,<3' 'antsibull-changelog>=0.29,<1' 'ansible-core>=2.18,<2.20' \
   'sphinx>=8,<10' 'sphinx-ansible-theme>=0.10,<1'
+# ansible-test's HOME (its caches and sanity venvs), kept out of the user's ~/.ansible.
+ANSIBLE_TEST_HOME := $(CURDIR)/$(GATES)/home
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export PATH := $(BIN):$(PATH)
 # The project's own podman settings (installed by the image/backend roles); /etc is left alone.
@@ -69,8 +71,11 @@ demo: images
 	$(BIN)/ansible-playbook playbooks/cluster_apply.yml -e @$(DEMO)
 	$(BIN)/ansible-playbook playbooks/cluster_status.yml -e @$(DEMO)
 
+# The collection's tests through ansible-test units, split by import context as Galaxy's certified
+# collections are tested (modules and module_utils may import ansible.module_utils only; controller
+# plugins anything). It runs the venv's own pytest (no --venv, no --requirements), so nothing is fetched.
 unit: deps
-	cd $(COLLECTION) && $(BIN)/python -m pytest tests/unit -q -p no:cacheprovider
+	cd $(COLLECTION) && HOME=$(ANSIBLE_TEST_HOME) $(BIN)/ansible-test units --python 3.11
 	$(BIN)/python -m pytest tests/unit -q -p no:cacheprovider
 	$(BIN)/python tools/gen_spec_reference.py --check
 
@@ -94,14 +99,13 @@ galaxy: build
 	tools/galaxy_install_check.sh $(TARBALL)
 
 # ansible-test fetches its pip bootstrap from a host that is not reachable; a stand-in that uses
-# ensurepip and PyPI is put in its cache. HOME keeps its sanity venvs out of the user's ~/.ansible.
-SANITY_HOME := $(CURDIR)/$(GATES)/home
+# ensurepip and PyPI is put in its cache (under ANSIBLE_TEST_HOME, with its sanity venvs).
 sanity: deps
 	pip_version=$$($(BIN)/python -c "from types import SimpleNamespace; \
 	  from ansible_test._internal.python_requirements import get_venv_packages; \
 	  print(get_venv_packages(SimpleNamespace(version='3.11'))['pip'].replace('.', '_'))"); \
-	install -D -m 644 tools/get_pip_offline.py $(SANITY_HOME)/.ansible/test/cache/get_pip_$$pip_version.py
-	cd $(COLLECTION) && HOME=$(SANITY_HOME) $(BIN)/ansible-test sanity --python 3.11
+	install -D -m 644 tools/get_pip_offline.py $(ANSIBLE_TEST_HOME)/.ansible/test/cache/get_pip_$$pip_version.py
+	cd $(COLLECTION) && HOME=$(ANSIBLE_TEST_HOME) $(BIN)/ansible-test sanity --python 3.11
 
 # galaxy-importer reports problems as ERROR lines and still exits 0.
 importer: gates build
