@@ -213,6 +213,16 @@ def test_role_has_meta(role: str) -> None:
 
 
 @pytest.mark.parametrize("role", ROLES)
+def test_role_has_readme(role: str) -> None:
+    """galaxy-importer fails the whole import when a role has no README.md."""
+    readme = ROLES_DIR / role / "README.md"
+    assert readme.is_file(), f"{role}: no README.md"
+    text = readme.read_text(encoding="utf-8")
+    missing = [name for name in _specs(role) if f"- `{name}`: " not in text]
+    assert not missing, f"{role}: README.md does not list the entry points {missing}"
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_entry_points_have_tasks_files(role: str) -> None:
     missing = [name for name in _specs(role) if _task_file(role, name) is None]
     assert not missing, f"{role}: entry points without tasks/<name>.yml: {missing}"
