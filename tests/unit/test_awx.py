@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from jinja2.nativetypes import NativeEnvironment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,7 +23,13 @@ SCHEMA = json.loads((COLLECTION / "schemas" / "cluster-v1.json").read_text(encod
 if str(ROOT / "collections") not in sys.path:
     sys.path.insert(0, str(ROOT / "collections"))
 
+from ansible_collections.trove.dbaas.plugins.filter.extra_vars import extra_var_errors  # noqa: E402
 from ansible_collections.trove.dbaas.plugins.module_utils._spec import validate_cluster  # noqa: E402
+
+# The extra vars the operation playbooks read and what each must be (checked by tasks/load_cluster.yml).
+EXTRA_VAR_KINDS = yaml.safe_load((COLLECTION / "playbooks" / "vars" / "trove.yml").read_text(encoding="utf-8"))[
+    "trove_extra_var_kinds"
+]
 
 
 def _name(template: dict[str, Any]) -> str:
@@ -57,6 +64,7 @@ def test_every_operation_playbook_has_one_job_template() -> None:
 def test_job_template_runs_the_collection_playbook(template: dict[str, Any]) -> None:
     entry_point = ROOT / template["playbook"]
     name = entry_point.stem
+    assert entry_point.is_file(), f"{template['name']}: no playbook {template['playbook']} in the project"
     assert f"ansible.builtin.import_playbook: trove.dbaas.{name}\n" in entry_point.read_text(encoding="utf-8")
     assert (COLLECTION / "playbooks" / f"{name}.yml").is_file()
 
@@ -84,6 +92,34 @@ def test_survey_defaults_make_a_valid_cluster_document(template: dict[str, Any])
     assert errors == [], f"{template['name']}: {document} -> {errors}"
     assert cluster["metadata"]["name"] == answers["survey_cluster_name"]
     assert cluster["spec"]["members"] == answers["survey_members"]
+
+
+def _operation_questions(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return [q for q in template["survey_spec"]["spec"] if not q["variable"].startswith("survey_")]
+
+
+@pytest.mark.parametrize("template", [t for t in TEMPLATES if _operation_questions(t)], ids=_name)
+def test_operation_questions_are_variables_the_playbook_reads(template: dict[str, Any]) -> None:
+    playbook = (COLLECTION / template["playbook"]).read_text(encoding="utf-8")
+    for question in _operation_questions(template):
+        variable = question["variable"]
+        assert variable in EXTRA_VAR_KINDS or f"-e {variable}=" in playbook, (
+            f"{template['name']}: the playbook neither checks nor documents the extra var {variable}"
+        )
+        kind = EXTRA_VAR_KINDS.get(variable)
+        if isinstance(kind, list):
+            assert question["type"] == "multiplechoice" and sorted(question["choices"]) == sorted(kind), question
+
+
+@pytest.mark.parametrize("template", [t for t in TEMPLATES if _operation_questions(t)], ids=_name)
+def test_survey_defaults_pass_the_extra_var_checks(template: dict[str, Any]) -> None:
+    """What AWX sends when nobody changes an answer: the defaults that are not empty, plus each choice."""
+    questions = _operation_questions(template)
+    defaults = {q["variable"]: q["default"] for q in questions if q["default"] != ""}
+    assert extra_var_errors(defaults, EXTRA_VAR_KINDS) == []
+    for question in (q for q in questions if q["type"] == "multiplechoice"):
+        for choice in question["choices"]:
+            assert extra_var_errors({question["variable"]: choice}, EXTRA_VAR_KINDS) == [], (question, choice)
 
 
 def test_cluster_choices_are_the_schema_enums() -> None:
