@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -140,6 +141,7 @@ def newcomer(tmp_path_factory: pytest.TempPathFactory, guide: Guide):
     cleaner.env["TROVE_HOME"] = str(person.home)
     yield person
     cleaner.purge()
+    shutil.rmtree(person.venv)  # half a GiB of Ansible
 
 
 def test_the_doc_names_this_version(guide: Guide) -> None:
