@@ -49,11 +49,15 @@ $(VENV)/.installed: requirements.txt
 
 deps: $(VENV)/.installed
 
+# The stamp holds the package list; a venv made for another list installs again.
+ifneq ($(file < $(GATES)/.installed),$(GATES_PACKAGES))
+.PHONY: $(GATES)/.installed
+endif
 $(GATES)/.installed:
 	python3 -m venv $(GATES)
 	$(GATES)/bin/pip install -q --upgrade pip
 	$(GATES)/bin/pip install -q $(GATES_PACKAGES)
-	touch $@
+	echo "$(GATES_PACKAGES)" >$@
 
 gates: $(GATES)/.installed
 
