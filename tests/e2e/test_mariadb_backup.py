@@ -190,14 +190,27 @@ def test_restore_into_the_source_is_refused(mbk):
     assert rows(mbk) == (400, 400)
 
 
+def archived_binlogs(cluster: Cluster) -> set[str]:
+    out = repo(cluster).check_output("cd /srv/data/backup/binlog && ls -1 */binlog.[0-9]*")
+    return set(out.split())
+
+
 def test_retention_keeps_the_newest_fulls(mbk, history):
     first = backups(mbk)[0]["label"]
+    # Close the binary log file being written: every file archived so far then ends before the next backups.
+    before = archived_binlogs(mbk)
+    admin(mbk, primary(mbk), "FLUSH LOCAL BINARY LOGS")
+    wait_for(lambda: len(archived_binlogs(mbk) - before) > 0, timeout=60)
+    time.sleep(1)
     backup(mbk, "full")
     run = backup(mbk, "full")
     assert f"removed {first}" in run.output
     taken = backups(mbk)
     assert [b["type"] for b in taken] == ["full", "full"]
     assert first not in [b["label"] for b in taken]
+    # The archived binary logs only the removed backups needed are gone; the file being written stays.
+    after = archived_binlogs(mbk)
+    assert after and not after & before, (before, after)
 
 
 def test_second_apply_changes_nothing(mbk):
