@@ -437,6 +437,20 @@ def _check_engine_fields(spec: Mapping[str, Any]) -> list[str]:
             errors.append(f"spec.users[{index}].grants: not allowed for engine 'redis'; use keys and commands")
     if engine == "redis":
         errors += _redis_unavailable(spec)
+    if engine == "mariadb":
+        errors += _mariadb_unavailable(spec)
+    return errors
+
+
+def _mariadb_unavailable(spec: Mapping[str, Any]) -> list[str]:
+    backup = spec["backup"]
+    errors = []
+    if backup["repository"]["type"] != "member":
+        errors.append("spec.backup.repository.type: only 'member' is available for engine 'mariadb' yet")
+    if "diff" in backup.get("retention", {}):
+        errors.append("spec.backup.retention.diff: not available for engine 'mariadb'; backups are full or incremental")
+    if backup["enabled"] and spec["topology"] == "galera":
+        errors.append("spec.backup.enabled: not available for topology 'galera' yet (standalone and replicated)")
     return errors
 
 

@@ -592,6 +592,22 @@ RULE_CASES = [
         "spec.backup.repository.type: only 'member' is available for engine 'redis' yet",
     ),
     (
+        {"engine": "mariadb", "version": "10.11", "topology": "galera", "backup": {"enabled": True}},
+        "spec.backup.enabled: not available for topology 'galera' yet (standalone and replicated)",
+    ),
+    (
+        {
+            "engine": "mariadb",
+            "version": "10.11",
+            "backup": {"repository": {"type": "s3", "bucket": "b", "region": "r"}},
+        },
+        "spec.backup.repository.type: only 'member' is available for engine 'mariadb' yet",
+    ),
+    (
+        {"engine": "mariadb", "version": "10.11", "backup": {"retention": {"diff": 2}}},
+        "spec.backup.retention.diff: not available for engine 'mariadb'; backups are full or incremental",
+    ),
+    (
         {"topology": "galera"},
         (
             "spec.topology: 'galera' is not available for engine 'postgresql'; available: ha, replicated, standalone "
