@@ -127,8 +127,9 @@ class Writer(threading.Thread):
         }
 
 
-def around(bench: Bench, first_id: int, action) -> dict:
-    writer = Writer(bench, first_id)
+def around(bench: Bench, first_id: int, action, writer_class: type = Writer) -> dict:
+    """The action's figures under a client writing every 10 ms (`writer_class(bench, first_id)`)."""
+    writer = writer_class(bench, first_id)
     writer.start()
     time.sleep(2)
     seconds = action()

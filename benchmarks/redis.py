@@ -21,12 +21,11 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import redis
 import yaml
-from postgresql import ROOT, Bench
+from postgresql import ROOT, Bench, around
 from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
@@ -114,26 +113,17 @@ class Writer(threading.Thread):
         }
 
 
-def around(bench: RedisBench, first_id: int, action: Callable[[], float]) -> dict:
-    writer = Writer(bench, first_id)
-    writer.start()
-    time.sleep(2)
-    seconds = action()
-    time.sleep(2)
-    return {**writer.result(), "playbook_s": seconds}
-
-
 def sentinel_figures(work: Path) -> dict:
     bench = RedisBench(work, "redis-sentinel.yml", "bench-redis")
     result = {"members": 3, **bench.apply_times()}
-    result["switchover"] = around(bench, 1, lambda: bench.playbook("switchover"))
+    result["switchover"] = around(bench, 1, lambda: bench.playbook("switchover"), Writer)
 
     def rolling_restart() -> float:
         bench.document["spec"]["parameters"]["maxmemory"] = "200mb"
         bench.spec.write_text(yaml.safe_dump(bench.document))
         return bench.playbook("cluster_apply")
 
-    result["rolling_restart"] = around(bench, 1_000_000, rolling_restart)
+    result["rolling_restart"] = around(bench, 1_000_000, rolling_restart, Writer)
 
     def kill_primary() -> float:
         started = time.monotonic()
@@ -141,7 +131,7 @@ def sentinel_figures(work: Path) -> dict:
         time.sleep(20)  # Sentinel: down-after 5 s, the vote, the promotion; no playbook runs
         return round(time.monotonic() - started, 1)
 
-    result["failover_primary_killed"] = around(bench, 2_000_000, kill_primary)
+    result["failover_primary_killed"] = around(bench, 2_000_000, kill_primary, Writer)
     del result["failover_primary_killed"]["playbook_s"]
     bench.delete()
     return result
@@ -150,7 +140,7 @@ def sentinel_figures(work: Path) -> dict:
 def sharded_figures(work: Path) -> dict:
     bench = RedisBench(work, "redis-sharded.yml", "bench-redis-s")
     result = {"members": 6, "shards": 3, **bench.apply_times()}
-    result["shard_switchover"] = around(bench, 1, lambda: bench.playbook("switchover", "-e", "target=1"))
+    result["shard_switchover"] = around(bench, 1, lambda: bench.playbook("switchover", "-e", "target=1"), Writer)
     bench.delete()
     return result
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 import yaml
-from conftest import Cluster, applied_cluster, assert_ok, assert_unchanged, wait_for
+from conftest import Cluster, applied_cluster, assert_ok, assert_unchanged, older_release, wait_for
 from test_redis import PODMAN_ENV, Writer, address, connect, info, members_of, missing, primary_of, roles
 from test_redis_sharded import ClusterClient, assert_whole, primary_of_shard
 
@@ -68,27 +68,22 @@ def downgrade(cluster: Cluster, units: tuple[str, ...]) -> tuple[str, str]:
     """Every member on the release before the installed one, restarted on it: (older, newest).
     Skips when the Debian archive offers a single release."""
     members = members_of(cluster)
-    podman_exec(members[0], "apt-get", "update", "-qq")
-    newest = package_version(members[0])
-    madison = podman_exec(members[0], "apt-cache", "madison", PACKAGES[0]).splitlines()
-    older = [line.split("|")[1].strip() for line in madison if line.split("|")[1].strip() != newest]
-    if not older:
-        pytest.skip(f"the Debian archive offers no redis-server release other than {newest}")
+    newest, older = older_release(podman_exec, members[0], PACKAGES[0])
     for member in members:
         if member != members[0]:
             podman_exec(member, "apt-get", "update", "-qq")
         podman_exec(
             member,
             *("apt-get", "install", "-y", "-qq", "--allow-downgrades", "-o", "Dpkg::Options::=--force-confold"),
-            *(f"{p}={older[0]}" for p in PACKAGES),
+            *(f"{p}={older}" for p in PACKAGES),
         )
         for unit in units:
             podman_exec(member, "systemctl", "restart", unit)
         wait_for(lambda m=member: in_sync(cluster, m), timeout=120)
     for member in members:
-        assert package_version(member) == older[0]
+        assert package_version(member) == older
         assert not any(runs_replaced_binaries(member, unit) for unit in units)
-    return older[0], newest
+    return older, newest
 
 
 def in_sync(cluster: Cluster, member: str) -> bool:
@@ -149,11 +144,19 @@ def under_writes(cluster: Cluster, writer: Writer, *playbook: str):
     return run, acked
 
 
-@pytest.fixture(scope="module")
-def sentinel(tmp_path_factory):
-    cluster = applied_cluster(tmp_path_factory, "redis-sentinel.yml", NAME)
-    yield cluster
-    cluster.purge()
+def module_cluster(example: str, name: str):
+    """A fixture: the example applied on fresh members once for this module, purged afterwards."""
+
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory):
+        applied = applied_cluster(tmp_path_factory, example, name)
+        yield applied
+        applied.purge()
+
+    return cluster
+
+
+sentinel = module_cluster("redis-sentinel.yml", NAME)
 
 
 def test_new_settings_restart_the_replicas_first_then_the_primary_after_a_switchover(sentinel):
@@ -190,11 +193,7 @@ def test_upgrade_rolls_every_member_to_the_newest_release(sentinel):
     assert f"({newest})" in again.output
 
 
-@pytest.fixture(scope="module")
-def standalone(tmp_path_factory):
-    cluster = applied_cluster(tmp_path_factory, "redis-standalone.yml", f"{NAME}-1")
-    yield cluster
-    cluster.purge()
+standalone = module_cluster("redis-standalone.yml", f"{NAME}-1")
 
 
 def test_standalone_upgrade_restarts_in_place_and_keeps_the_data(standalone):
@@ -240,11 +239,7 @@ def missing_in_cluster(cluster: Cluster, acked: list[int]) -> list[int]:
         client.close()
 
 
-@pytest.fixture(scope="module")
-def sharded(tmp_path_factory):
-    cluster = applied_cluster(tmp_path_factory, "redis-sharded.yml", f"{NAME}-s")
-    yield cluster
-    cluster.purge()
+sharded = module_cluster("redis-sharded.yml", f"{NAME}-s")
 
 
 def test_sharded_upgrade_hands_every_shard_over_and_keeps_every_slot(sharded):
