@@ -14,20 +14,27 @@ Run with `make bench` (needs the images: `make images`).
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import redis
 import yaml
-from postgresql import ROOT, Bench, around
-from redis.cluster import RedisCluster
-from redis.sentinel import Sentinel
+
+# This file is redis.py: its folder leaves the import path while redis-py is imported (or `import
+# redis` would find this file), then comes back for the PostgreSQL benchmark's helpers.
+HERE = str(Path(__file__).resolve().parent)
+sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != HERE]
+import redis  # noqa: E402
+from redis.cluster import RedisCluster  # noqa: E402
+from redis.sentinel import Sentinel  # noqa: E402
+
+sys.path.append(HERE)
+import postgresql  # noqa: E402
+from postgresql import ROOT, Bench, around  # noqa: E402
 
 PORT, SENTINEL_PORT = 6379, 26379
 
@@ -72,16 +79,13 @@ class RedisBench(Bench):
         self.playbook("cluster_delete", "-e", f"confirm={self.name}", "-e", "purge=true")
 
 
-class Writer(threading.Thread):
+class Writer(postgresql.Writer):
     """SET app:tick:<n> every 10 ms; a failed write is retried with the next number."""
 
     def __init__(self, bench: RedisBench, first_id: int):
-        super().__init__(daemon=True)
-        self.bench, self.next_id = bench, first_id
+        super().__init__(bench, first_id)
         self.client = bench.client()
-        self.acked: list[tuple[int, float]] = []
         self.errors: dict[str, int] = {}
-        self.stopping = threading.Event()
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -94,11 +98,7 @@ class Writer(threading.Thread):
             time.sleep(0.01)
 
     def result(self) -> dict:
-        self.stopping.set()
-        self.join(10)
-        times = [t for _, t in self.acked]
-        gap = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
-        ids = [i for i, _ in self.acked]
+        ids, gap = self.stop()
         keys = [f"app:tick:{i}" for i in ids]
         reader = self.bench.client()
         if isinstance(reader, RedisCluster):  # keys of many slots: one GET each
