@@ -16,6 +16,7 @@ import time
 import pytest
 import yaml
 from conftest import Cluster, applied_cluster, assert_ok, assert_unchanged, older_release, wait_for
+from redis.sentinel import Sentinel
 from test_redis import PODMAN_ENV, Writer, address, connect, info, members_of, missing, primary_of, roles
 from test_redis_sharded import ClusterClient, assert_whole, primary_of_shard
 
@@ -157,6 +158,17 @@ def module_cluster(example: str, name: str):
 
 
 sentinel = module_cluster("redis-sentinel.yml", NAME)
+
+
+def test_redis_py_sentinel_finds_the_primary_without_a_password(sentinel):
+    """redis-py lists the primaries (SENTINEL MASTERS) as the Sentinels' password-less default user."""
+    tls = {"ssl": True, "ssl_ca_certs": str(sentinel.ca_file)}
+    hosts = [(address(sentinel, m), 26379) for m in members_of(sentinel)]
+    finder = Sentinel(hosts, sentinel_kwargs={**tls, "socket_timeout": 5}, **tls)
+    assert finder.discover_master(sentinel.name) == (address(sentinel, primary_of(sentinel)), 6379)
+    client = finder.master_for(sentinel.name, username="app", password=sentinel.password("app"), socket_timeout=5)
+    assert client.set("app:through-sentinel", "1") is True
+    assert len(finder.discover_slaves(sentinel.name)) == 2
 
 
 def test_new_settings_restart_the_replicas_first_then_the_primary_after_a_switchover(sentinel):
