@@ -205,6 +205,35 @@ def test_upgrade_rolls_every_member_to_the_newest_release(sentinel):
     assert f"({newest})" in again.output
 
 
+def sentinel_view(cluster: Cluster, member: str) -> tuple[dict[str, str], set[str]]:
+    """A Sentinel's SENTINEL MASTER fields, and the addresses of the other Sentinels it knows."""
+    conn = connect(cluster, address(cluster, member), "admin", 26379)
+    try:
+        master, sentinels = (conn.call("SENTINEL", what, cluster.name) for what in ("MASTER", "SENTINELS"))
+    finally:
+        conn.close()
+    fields = [dict(zip(flat[::2], flat[1::2], strict=True)) for flat in [master, *sentinels]]
+    return fields[0], {other["ip"] for other in fields[1:]}
+
+
+def test_scaling_down_makes_the_sentinels_forget_the_member_that_left(sentinel):
+    document = yaml.safe_load(sentinel.spec_file.read_text())
+    document["spec"]["members"] = 4
+    sentinel.spec_file.write_text(yaml.safe_dump(document))
+    assert_ok(sentinel.playbook("cluster_apply"))
+    leaving = address(sentinel, f"{NAME}-3")
+    document["spec"]["members"] = 3
+    sentinel.spec_file.write_text(yaml.safe_dump(document))
+    assert_ok(sentinel.playbook("cluster_apply"))
+    assert members_of(sentinel) == [f"{NAME}-{i}" for i in range(3)]
+    for member in members_of(sentinel):
+        fields, others = sentinel_view(sentinel, member)
+        assert (fields["num-other-sentinels"], fields["num-slaves"], fields["quorum"]) == ("2", "2", "2")
+        assert leaving not in others
+        assert quorum(sentinel, member).startswith("OK 3 usable Sentinels")
+    assert_unchanged(sentinel.playbook("cluster_apply"))
+
+
 standalone = module_cluster("redis-standalone.yml", f"{NAME}-1")
 
 
