@@ -144,6 +144,7 @@ bench: images
 	$(BIN)/python benchmarks/postgresql.py
 	$(BIN)/python benchmarks/postgresql_ha.py
 	$(BIN)/python benchmarks/postgresql_backup.py
+	$(BIN)/python benchmarks/redis.py
 
 # Removes the demo cluster (with its volumes) and clusters left by interrupted test runs.
 clean:

@@ -111,12 +111,15 @@ class Writer(threading.Thread):
                 conn = None
             time.sleep(0.01)
 
-    def result(self) -> dict:
+    def stop(self) -> tuple[list[int], float]:
+        """Stop writing: the acknowledged ids, and the longest gap between two acknowledgements."""
         self.stopping.set()
         self.join(10)
         times = [t for _, t in self.acked]
-        gap = max((b - a for a, b in itertools.pairwise(times)), default=0.0)
-        ids = [i for i, _ in self.acked]
+        return [i for i, _ in self.acked], max((b - a for a, b in itertools.pairwise(times)), default=0.0)
+
+    def result(self) -> dict:
+        ids, gap = self.stop()
         with self.bench.connect(self.hosts) as conn, conn.cursor() as cur:
             cur.execute("SELECT id FROM ticks WHERE id BETWEEN %s AND %s", (min(ids), max(ids)))
             present = {r[0] for r in cur.fetchall()}
@@ -127,8 +130,9 @@ class Writer(threading.Thread):
         }
 
 
-def around(bench: Bench, first_id: int, action) -> dict:
-    writer = Writer(bench, first_id)
+def around(bench: Bench, first_id: int, action, writer_class: type = Writer) -> dict:
+    """The action's figures under a client writing every 10 ms (`writer_class(bench, first_id)`)."""
+    writer = writer_class(bench, first_id)
     writer.start()
     time.sleep(2)
     seconds = action()

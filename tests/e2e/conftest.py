@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,6 +122,18 @@ def wait_for(check, timeout: float = 90) -> None:
             pass
         assert time.monotonic() < deadline, "timed out"
         time.sleep(1)
+
+
+def older_release(run_in: Callable[..., str], member: str, package: str) -> tuple[str, str]:
+    """(installed, older): the package's installed version on `member` and another release that its
+    archives offer (`run_in(member, *argv)` returns the output); skips the test when there is none."""
+    run_in(member, "apt-get", "update", "-qq")
+    installed = run_in(member, "dpkg-query", "-W", "-f=${Version}", package)
+    releases = [line.split("|")[1].strip() for line in run_in(member, "apt-cache", "madison", package).splitlines()]
+    older = [release for release in releases if release != installed]
+    if not older:
+        pytest.skip(f"the Debian archive offers no {package} release other than {installed}")
+    return installed, older[0]
 
 
 def assert_ok(run: Run) -> None:

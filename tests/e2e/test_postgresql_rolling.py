@@ -8,7 +8,7 @@ import time
 import psycopg2
 import pytest
 import yaml
-from conftest import applied_cluster, assert_ok, wait_for
+from conftest import applied_cluster, assert_ok, older_release, wait_for
 from test_postgresql import address, admin_query, primary_of, query, roles
 from test_postgresql_day2 import Writer, missing_on_primary
 
@@ -83,24 +83,16 @@ def server_versions(cluster) -> dict[str, str]:
 
 def test_upgrade_rolls_every_member_to_the_newest_minor_release(pg_roll):
     members = sorted(pg_roll.members())
-    podman_exec(members[0], "apt-get", "update", "-qq")
-    installed = podman_exec(members[0], "dpkg-query", "-W", "-f=${Version}", "postgresql-15")
-    older = [
-        line.split("|")[1].strip()
-        for line in podman_exec(members[0], "apt-cache", "madison", "postgresql-15").splitlines()
-        if line.split("|")[1].strip() != installed
-    ]
-    if not older:
-        pytest.skip(f"the Debian archive offers no postgresql-15 release other than {installed}")
+    installed, older = older_release(podman_exec, members[0], "postgresql-15")
     # Put every member on the older release, as if the cluster had been built before the update.
     for member in members:
         if member != members[0]:
             podman_exec(member, "apt-get", "update", "-qq")
         podman_exec(
-            member, "apt-get", "install", "-y", "-qq", "--allow-downgrades", *(f"{p}={older[0]}" for p in PACKAGES)
+            member, "apt-get", "install", "-y", "-qq", "--allow-downgrades", *(f"{p}={older}" for p in PACKAGES)
         )
         podman_exec(member, "systemctl", "restart", "postgresql@15-main")
-    assert {v.split(" ")[0] for v in server_versions(pg_roll).values()} == {older[0].split("-")[0]}
+    assert {v.split(" ")[0] for v in server_versions(pg_roll).values()} == {older.split("-")[0]}
 
     old_primary = primary_of(pg_roll)
     writer = Writer(pg_roll, 1_000_000)

@@ -106,10 +106,15 @@ def info(cluster: Cluster, host: str, section: str = "replication") -> dict[str,
     return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
 
 
+def members_of(cluster: Cluster) -> list[str]:
+    """The cluster's Redis members (not its backup repository), in index order."""
+    return sorted((m for m in cluster.members() if not m.endswith("-repo")), key=lambda m: int(m.rsplit("-", 1)[1]))
+
+
 def roles(cluster: Cluster) -> dict[str, str]:
     """master/slave of every member that answers."""
     out = {}
-    for member in MEMBERS:
+    for member in members_of(cluster):
         try:
             out[member] = info(cluster, address(cluster, member))["role"]
         except (OSError, RespError):
@@ -127,7 +132,7 @@ def sentinel_primary(cluster: Cluster, host: str) -> str:
     """What a Sentinel names as primary, asked as the password-less default user."""
     conn = Resp(host, SENTINEL_PORT, str(cluster.ca_file))
     try:
-        return conn.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", NAME)[0]
+        return conn.call("SENTINEL", "GET-MASTER-ADDR-BY-NAME", cluster.name)[0]
     finally:
         conn.close()
 
@@ -141,7 +146,7 @@ class Writer(threading.Thread):
         self.acked: list[int] = []
         self.at: list[float] = []
         self.errors: dict[str, int] = {}
-        self.addresses = [address(cluster, m) for m in MEMBERS]
+        self.addresses = [address(cluster, m) for m in members_of(cluster)]
         self.password = cluster.password("app")
         self.stopping = threading.Event()
 

@@ -46,6 +46,7 @@ class ClusterClient:
         self.password = cluster.password(user)
         self.conns: dict[tuple[str, int], Resp] = {}
         self.slots: dict[int, tuple[str, int]] = {}
+        self.seeds = list(addresses(cluster).values())
         self.refresh()
 
     def conn(self, node: tuple[str, int]) -> Resp:
@@ -54,7 +55,7 @@ class ClusterClient:
         return self.conns[node]
 
     def refresh(self) -> None:
-        for member in addresses(self.cluster).values():
+        for member in self.seeds:
             try:
                 ranges = self.conn((member, PORT)).call("CLUSTER", "SLOTS")
             except (OSError, RespError):
@@ -153,15 +154,16 @@ def assert_whole(cluster: Cluster, shard_count: int) -> None:
             "16384",
         )
         assert (info["cluster_size"], info["cluster_known_nodes"]) == (str(shard_count), str(2 * shard_count))
-    view = nodes(cluster, f"{NAME}-0")
+    view = nodes(cluster, f"{cluster.name}-0")
     primaries = [name for name, node in view.items() if node["role"] == "master"]
     assert len(primaries) == shard_count and all(view[name]["slots"] > 0 for name in primaries)
     assert sum(view[name]["slots"] for name in primaries) == 16384
     # Shards are blocks of two members in index order, whichever of the two is primary now.
     pairs = {
-        tuple(sorted((p, r), key=lambda n: int(n.rsplit("-", 1)[1]))) for p, r in shards(cluster, f"{NAME}-0").items()
+        tuple(sorted((p, r), key=lambda n: int(n.rsplit("-", 1)[1])))
+        for p, r in shards(cluster, f"{cluster.name}-0").items()
     }
-    assert pairs == {(f"{NAME}-{2 * k}", f"{NAME}-{2 * k + 1}") for k in range(shard_count)}
+    assert pairs == {(f"{cluster.name}-{2 * k}", f"{cluster.name}-{2 * k + 1}") for k in range(shard_count)}
 
 
 def assert_every_key(cluster: Cluster) -> None:
@@ -180,7 +182,7 @@ def rewrite(cluster: Cluster, **spec: object) -> None:
 
 
 def primary_of_shard(cluster: Cluster, shard: int) -> tuple[str, str]:
-    pair = (f"{NAME}-{2 * shard}", f"{NAME}-{2 * shard + 1}")
+    pair = (f"{cluster.name}-{2 * shard}", f"{cluster.name}-{2 * shard + 1}")
     view = nodes(cluster, next(m for m in addresses(cluster) if m not in pair))
     primary = next(m for m in pair if view[m]["role"] == "master" and view[m]["slots"])
     return primary, next(m for m in pair if m != primary)
