@@ -108,6 +108,9 @@ class Writer(threading.Thread):
                 self.acked.append((self.next_id, time.monotonic()))
                 self.next_id += 1
             except psycopg2.Error:
+                # The row may have committed without an acknowledgement (the primary died between
+                # its commit and the reply): never reuse its id.
+                self.next_id += 1
                 conn = None
             time.sleep(0.01)
 

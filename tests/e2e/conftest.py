@@ -111,8 +111,9 @@ def make_cluster(tmp_path_factory: pytest.TempPathFactory, example: str, name: s
     return Cluster(name, spec_file, work / "home", env, log_dir)
 
 
-def wait_for(check, timeout: float = 90) -> None:
-    """Until check() is true; a check that raises counts as not yet."""
+def wait_for(check, timeout: float = 90, explain: Callable[[], str] | None = None) -> None:
+    """Until check() is true; a check that raises counts as not yet. On time out, explain() (say,
+    the members' service logs) goes into the failure message."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -120,7 +121,8 @@ def wait_for(check, timeout: float = 90) -> None:
                 return
         except Exception:  # a server still starting, a member not yet answering
             pass
-        assert time.monotonic() < deadline, "timed out"
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out" + (":\n" + explain() if explain else ""))
         time.sleep(1)
 
 

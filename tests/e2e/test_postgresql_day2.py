@@ -56,6 +56,9 @@ class Writer(threading.Thread):
                 self.times.append(time.monotonic())
                 self.next_id += 1
             except psycopg2.Error:
+                # The row may have committed without an acknowledgement (the primary died between
+                # its commit and the reply): never reuse its id.
+                self.next_id += 1
                 conn = None
             time.sleep(0.01)
 

@@ -116,6 +116,18 @@ def patroni_roles(cluster: Cluster, member: str) -> dict[str, str]:
     return {m["name"]: m["role"] for m in json.loads(patroni(cluster, member))["members"]}
 
 
+def service_logs(cluster: Cluster) -> str:
+    """The last Patroni and etcd log lines of every running member, and etcd's own view."""
+    out = []
+    for member in MEMBERS:
+        try:
+            host = member_host(cluster, member)
+            out.append(f"--- {member}\n" + host.check_output("journalctl -u patroni -u etcd -n 60 --no-pager"))
+        except Exception as error:  # a killed member
+            out.append(f"--- {member}: {error}")
+    return "\n".join(out)
+
+
 def missing(cluster: Cluster, acked: list[int]) -> list[int]:
     rows = query(cluster, address(cluster, leader_of(cluster)), f"SELECT id FROM ticks WHERE id >= {min(acked)}")
     return sorted(set(acked) - {r[0] for r in rows})
@@ -229,8 +241,13 @@ def test_killing_the_leader_fails_over_automatically_with_no_commit_lost(ha):
     time.sleep(2)
     killed = time.monotonic()
     subprocess.run(["podman", "kill", leader], check=True, capture_output=True)
-    # No playbook: Patroni on the survivors elects a new leader once the lease expires.
-    wait_for(lambda: len(writer.acked.at) and writer.acked.at[-1] > killed + 1, timeout=60)
+    try:
+        # No playbook: Patroni on the survivors elects a new leader once the lease expires.
+        wait_for(lambda: len(writer.acked.at) and writer.acked.at[-1] > killed + 1, 60, lambda: service_logs(ha))
+    except AssertionError:
+        writer.stop()
+        subprocess.run(["podman", "start", leader], check=True, capture_output=True)  # for the next tests
+        raise
     time.sleep(2)
     acked = writer.stop()
     gap = max(b - a for a, b in itertools.pairwise(writer.acked.at))
@@ -265,7 +282,7 @@ def test_failover_playbook_promotes_through_patroni_when_patroni_does_not(ha):
     try:
         subprocess.run(["podman", "kill", leader], check=True, capture_output=True)
         # The lease runs out and nobody takes it: no leader, the replicas stay replicas.
-        wait_for(lambda: "leader" not in patroni_roles(ha, survivor).values(), timeout=60)
+        wait_for(lambda: "leader" not in patroni_roles(ha, survivor).values(), 60, lambda: service_logs(ha))
         assert sorted(roles_of_running(ha).values()) == ["replica", "replica"]
         run = ha.playbook("failover")
         assert_ok(run)
