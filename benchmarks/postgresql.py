@@ -74,6 +74,11 @@ class Bench:
             sslrootcert=str(self.home / "secrets" / self.name / "tls/ca.crt"),
             target_session_attrs="read-write",
             connect_timeout=2,
+            # A dead member sends no reset: give up on it in seconds, not minutes.
+            keepalives_idle=1,
+            keepalives_interval=1,
+            keepalives_count=3,
+            tcp_user_timeout=3000,
         )
         conn.autocommit = True
         return conn

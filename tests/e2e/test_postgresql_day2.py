@@ -48,6 +48,11 @@ class Writer(threading.Thread):
                         sslrootcert=str(self.cluster.ca_file),
                         target_session_attrs="read-write",
                         connect_timeout=2,
+                        # A dead member sends no reset: give up on it in seconds, not minutes.
+                        keepalives_idle=1,
+                        keepalives_interval=1,
+                        keepalives_count=3,
+                        tcp_user_timeout=3000,
                     )
                     conn.autocommit = True
                 with conn.cursor() as cur:
