@@ -86,7 +86,7 @@ unit: deps
 
 # One cluster per test module; modules run in parallel on two workers.
 e2e: images
-	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -n 2 --dist loadscope
+	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -n 2 --dist loadscope --durations=20
 
 test: lint unit galaxy importer ee sanity docs e2e
 

@@ -23,10 +23,10 @@ from postgresql import ROOT, Bench, Writer, apply_and_switch_over
 
 
 class HaBench(Bench):
-    def __init__(self, work: Path, mode: str):
+    def __init__(self, work: Path, mode: str, name: str = ""):
         super().__init__(work, mode)
         document = yaml.safe_load((ROOT / "examples/postgresql-ha.yml").read_text())
-        document["metadata"]["name"] = self.name = f"ha-bench-{mode}"
+        document["metadata"]["name"] = self.name = name or f"ha-bench-{mode}"
         document["spec"]["replication"] = {"mode": mode, "syncCount": 1}
         self.spec = work / f"{self.name}.yml"
         self.spec.write_text(yaml.safe_dump(document))
