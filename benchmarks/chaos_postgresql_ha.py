@@ -18,6 +18,7 @@ Run with `make chaos` (needs the images: `make images`).
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -67,19 +68,38 @@ def under_writes(bench: HaBench, first_id: int, fault) -> dict:
     leader = bench.primary()
     figures = fault(leader, writer)
     time.sleep(2)
-    result = {**writer.result(), **figures, "leader_before": leader, "leader_after": bench.primary()}
+    after = wait_for_primary(bench)
+    result = {**writer.result(), **figures, "leader_before": leader, "leader_after": after}
     result["converged_after_apply"] = converged(bench)
     return result
 
 
 def writes_resumed(writer: Writer, since: float, timeout: float = 120) -> float:
-    """Seconds from `since` to the first acknowledged commit after it."""
+    """Seconds from the fault to the end of the outage it caused: the first pause of more than
+    0.5 s between acknowledged writes from then on (a reply in flight may still arrive just after
+    the fault). 0 when the writes went on for 10 s without one."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if writer.acked and writer.acked[-1][1] > since:
-            return round(next(t for _, t in writer.acked if t > since) - since, 2)
+        times = [since, *(t for _, t in writer.acked if t > since)]
+        pause = next((b for a, b in itertools.pairwise(times) if b - a > 0.5), None)
+        if pause is not None:
+            return round(pause - since, 2)
+        if times[-1] > since + 10:
+            return 0.0
         time.sleep(0.1)
     return float("inf")
+
+
+def wait_for_primary(bench, timeout: float = 120) -> str:
+    """The member that takes writes, once there is one again (`bench.primary()` of either engine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return bench.primary()
+        except Exception:  # none writable yet; Sentinel names no primary yet
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def database_killed(bench: HaBench, leader: str, writer: Writer) -> dict:

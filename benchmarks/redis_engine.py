@@ -17,24 +17,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import postgresql
+import redis
 import yaml
-
-# This file is redis.py: its folder leaves the import path while redis-py is imported (or `import
-# redis` would find this file), then comes back for the PostgreSQL benchmark's helpers.
-HERE = str(Path(__file__).resolve().parent)
-sys.path[:] = [p for p in sys.path if str(Path(p or ".").resolve()) != HERE]
-import redis  # noqa: E402
-from redis.cluster import RedisCluster  # noqa: E402
-from redis.sentinel import Sentinel  # noqa: E402
-
-sys.path.append(HERE)
-import postgresql  # noqa: E402
-from postgresql import ROOT, Bench, around  # noqa: E402
+from postgresql import ROOT, Bench, around
+from redis.cluster import RedisCluster
+from redis.sentinel import Sentinel
 
 PORT, SENTINEL_PORT = 6379, 26379
 
