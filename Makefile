@@ -149,6 +149,7 @@ bench: images
 
 chaos: images
 	$(BIN)/python benchmarks/chaos_postgresql_ha.py
+	$(BIN)/python benchmarks/chaos_redis_sentinel.py
 
 # Removes the demo cluster (with its volumes) and clusters left by interrupted test runs.
 clean:
