@@ -222,6 +222,11 @@ def test_switchover_moves_the_leader_and_loses_no_commit(ha):
     assert timeline(ha, target) == before + 1
     wait_for(lambda: admin_query(ha, leader, "SELECT status FROM pg_stat_wal_receiver") == [["streaming"]])
     assert timeline(ha, leader) == before + 1
+    # The other replica streamed from the target during the switchover (a cascade, so commits did
+    # not wait for it to reconnect); afterwards no member keeps the tag and both stream from it.
+    wait_for(lambda: all("tags" not in m for m in json.loads(patroni(ha, target))["members"]), timeout=30)
+    streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+    wait_for(lambda: admin_query(ha, target, streaming) == [["2"]])
 
 
 def test_failover_playbook_refuses_while_the_leader_answers(ha):
