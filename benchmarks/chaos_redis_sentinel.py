@@ -19,119 +19,44 @@ Run with `make chaos` (needs the images: `make images`).
 
 from __future__ import annotations
 
-import json
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from chaos_postgresql_ha import wait_for_primary, writes_resumed
-from redis import RedisError
+from chaos import Poll, cut_off, in_member, killed_in_member, member_killed, run, writes_resumed
 from redis_engine import RedisBench, Writer
 
-NETWORK = "trove"
 MAX_LAG = 10
 
 
-def cli(bench: RedisBench, member: str, *args: str, port: int = 6379, timeout: float = 5) -> str:
+def cli(bench: RedisBench, member: str, *args: str, timeout: float = 5) -> str:
     """redis-cli inside a member as `app` (password in the environment, not on the command line)."""
-    return subprocess.run(
-        [
-            "podman",
-            "exec",
-            "-e",
-            f"REDISCLI_AUTH={bench.password('app')}",
-            member,
-            "redis-cli",
-            "--no-auth-warning",
-            "--tls",
-            "--cacert",
-            "/etc/trove/tls/ca.crt",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--user",
-            "app",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=True,
-    ).stdout.strip()
-
-
-def converged(bench: RedisBench) -> bool:
-    """After cluster_apply: one primary with two connected replicas, and all Sentinels name it."""
-    bench.playbook("cluster_apply")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            primary = bench.primary()
-            if "connected_slaves:2" in cli(bench, primary, "INFO", "replication"):
-                return True
-        except (RedisError, OSError, KeyError, subprocess.SubprocessError):
-            pass
-        time.sleep(1)
-    return False
-
-
-def under_writes(bench: RedisBench, first_id: int, fault) -> dict:
-    writer = Writer(bench, first_id)
-    writer.start()
-    time.sleep(2)
-    primary = bench.primary()
-    figures = fault(primary, writer)
-    time.sleep(2)
-    after = wait_for_primary(bench)
-    result = {**writer.result(), **figures, "primary_before": primary, "primary_after": after}
-    result["converged_after_apply"] = converged(bench)
-    return result
+    tls = ["--tls", "--cacert", "/etc/trove/tls/ca.crt", "-h", "127.0.0.1", "-p", "6379"]
+    argv = ["redis-cli", "--no-auth-warning", *tls, "--user", "app", *args]
+    return in_member(member, *argv, env={"REDISCLI_AUTH": bench.password("app")}, timeout=timeout)
 
 
 def server_killed(bench: RedisBench, primary: str, writer: Writer) -> dict:
-    killed = time.monotonic()
-    subprocess.run(["podman", "exec", primary, "pkill", "-9", "-x", "redis-server"], check=True, capture_output=True)
-    return {"writes_again_after_s": writes_resumed(writer, killed)}
-
-
-def member_killed(bench: RedisBench, primary: str, writer: Writer) -> dict:
-    killed = time.monotonic()
-    subprocess.run(["podman", "kill", primary], check=True, capture_output=True)
-    again = writes_resumed(writer, killed)
-    subprocess.run(["podman", "start", primary], check=True, capture_output=True)
-    return {"writes_again_after_s": again}
+    return killed_in_member(writer, primary, "pkill", "-9", "-x", "redis-server")
 
 
 def primary_cut_off(bench: RedisBench, primary: str, writer: Writer) -> dict:
-    address = bench.addresses()[primary]
-    accepted: list[float] = []
-    stop = threading.Event()
+    probe_ids = iter(range(1, 10**9))
 
-    def probe() -> None:
-        """Writes to the cut-off primary from inside its member; remembers which it accepted."""
-        n = 0
-        while not stop.is_set():
-            n += 1
-            try:
-                if cli(bench, primary, "SET", f"app:probe:{n}", "1", timeout=3) == "OK":
-                    accepted.append(time.monotonic())
-            except subprocess.SubprocessError:
-                pass
-            time.sleep(0.2)
+    def takes_a_write() -> bool:
+        """A write to the cut-off primary from inside its member."""
+        try:
+            return cli(bench, primary, "SET", f"app:probe:{next(probe_ids)}", "1", timeout=3) == "OK"
+        except subprocess.SubprocessError:
+            return False
 
-    cut = time.monotonic()
-    subprocess.run(["podman", "network", "disconnect", NETWORK, primary], check=True, capture_output=True)
-    prober = threading.Thread(target=probe, daemon=True)
-    prober.start()
-    again = writes_resumed(writer, cut)
-    time.sleep(max(0.0, cut + MAX_LAG + 5 - time.monotonic()))
-    stop.set()
-    prober.join(10)
-    subprocess.run(["podman", "network", "connect", "--ip", address, NETWORK, primary], check=True, capture_output=True)
+    with cut_off(bench, primary) as cut:
+        probe = Poll(takes_a_write)
+        probe.start()
+        again = writes_resumed(writer, cut)
+        time.sleep(max(0.0, cut + MAX_LAG + 5 - time.monotonic()))
+        accepted = probe.stop()
     took_writes_for = round(accepted[-1] - cut, 2) if accepted else 0.0
     return {
         "writes_again_after_s": again,
@@ -141,7 +66,8 @@ def primary_cut_off(bench: RedisBench, primary: str, writer: Writer) -> dict:
     }
 
 
-SCENARIOS = {"server_killed": server_killed, "member_killed": member_killed, "primary_cut_off": primary_cut_off}
+def two_replicas(bench: RedisBench):
+    return lambda primary: "connected_slaves:2" in cli(bench, primary, "INFO", "replication")
 
 
 def broken(result: dict) -> list[str]:
@@ -156,16 +82,9 @@ def broken(result: dict) -> list[str]:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bench = RedisBench(Path(tmp), "redis-sentinel.yml", "chaos-redis")
-        bench.delete()
-        bench.playbook("cluster_apply")
-        results = {}
-        for n, (name, fault) in enumerate(SCENARIOS.items()):
-            results[name] = under_writes(bench, n * 1_000_000 + 1, lambda primary, w, f=fault: f(bench, primary, w))
-        bench.delete()
-    problems = {name: p for name, result in results.items() if (p := broken(result))}
-    print(json.dumps({"engine": "redis", "topology": "sentinel", **results}, indent=2))
-    if problems:
-        sys.exit(f"invariants broken: {problems}")
+        scenarios = {"server_killed": server_killed, "member_killed": member_killed, "primary_cut_off": primary_cut_off}
+        header = {"engine": "redis", "topology": "sentinel"}
+        run(bench, header, scenarios, writer_class=Writer, healthy=two_replicas(bench), broken=broken)
 
 
 if __name__ == "__main__":
