@@ -11,7 +11,7 @@ Each scenario runs under a client writing one key every 10 ms through a Sentinel
 
 Redis replicates asynchronously: an acknowledged write the replicas had not received is lost when
 the primary dies; the figures show how many. After each scenario `cluster_apply` runs and the
-cluster must again have one primary that two replicas follow, and every Sentinel must agree on it.
+cluster must again have a primary, as the Sentinels name it, with two connected replicas.
 The run exits non-zero when that fails or the cut-off primary kept taking writes past the bound.
 
 Run with `make chaos` (needs the images: `make images`).
@@ -30,11 +30,11 @@ from redis_engine import RedisBench, Writer
 MAX_LAG = 10
 
 
-def cli(bench: RedisBench, member: str, *args: str, timeout: float = 5) -> str:
-    """redis-cli inside a member as `app` (password in the environment, not on the command line)."""
+def cli(bench: RedisBench, member: str, *args: str, user: str = "app", timeout: float = 5) -> str:
+    """redis-cli inside a member (the password in the environment, not on the command line)."""
     tls = ["--tls", "--cacert", "/etc/trove/tls/ca.crt", "-h", "127.0.0.1", "-p", "6379"]
-    argv = ["redis-cli", "--no-auth-warning", *tls, "--user", "app", *args]
-    return in_member(member, *argv, env={"REDISCLI_AUTH": bench.password("app")}, timeout=timeout)
+    argv = ["redis-cli", "--no-auth-warning", *tls, "--user", user, *args]
+    return in_member(member, *argv, env={"REDISCLI_AUTH": bench.password(user)}, timeout=timeout)
 
 
 def server_killed(bench: RedisBench, primary: str, writer: Writer) -> dict:
@@ -67,7 +67,7 @@ def primary_cut_off(bench: RedisBench, primary: str, writer: Writer) -> dict:
 
 
 def two_replicas(bench: RedisBench):
-    return lambda primary: "connected_slaves:2" in cli(bench, primary, "INFO", "replication")
+    return lambda primary: "connected_slaves:2" in cli(bench, primary, "INFO", "replication", user="admin")
 
 
 def broken(result: dict) -> list[str]:
