@@ -47,6 +47,7 @@ def yes_no(variable: str, text: str) -> dict[str, Any]:
 OPERATIONS: dict[str, tuple[str, list[dict[str, Any]]]] = {
     "cluster_apply": ("Create a cluster or converge it to the survey's shape", []),
     "cluster_status": ("Members, roles, states, lag and endpoint", []),
+    "cluster_health": ("Check every member and the cluster; fails naming each problem", []),
     "cluster_delete": (
         "Delete the members; data volumes stay unless purge",
         [

@@ -215,3 +215,18 @@ def test_retention_keeps_the_newest_fulls(mbk, history):
 
 def test_second_apply_changes_nothing(mbk):
     assert_unchanged(mbk.playbook("cluster_apply"))
+
+
+def test_health_names_stopped_replication_and_passes_again_once_it_runs(mbk):
+    healthy = mbk.playbook("cluster_health")
+    assert_unchanged(healthy)
+    assert f"{NAME} is healthy" in healthy.output
+    replica = next(n for n in databases(mbk) if n != primary(mbk))
+    admin(mbk, replica, "STOP SLAVE")
+    try:
+        sick = mbk.playbook("cluster_health")
+        assert sick.rc != 0
+        assert f"{NAME} is not healthy: {replica}: replication is not running" in sick.output
+    finally:
+        admin(mbk, replica, "START SLAVE")
+    wait_for(lambda: mbk.playbook("cluster_health").rc == 0, 60, lambda: mbk.runs[-1].output[-3000:])

@@ -10,7 +10,7 @@ import psycopg2
 import pytest
 import testinfra
 import yaml
-from conftest import ROOT, Cluster, assert_ok, make_cluster
+from conftest import ROOT, Cluster, assert_ok, assert_unchanged, make_cluster, wait_for
 
 pytestmark = pytest.mark.postgresql
 
@@ -138,6 +138,23 @@ def test_status_shows_roles_and_lag(pg_cluster):
     assert len(lines) == 3
     cells = sorted(line.strip(" -").split()[1:3] for line in lines)
     assert cells == [["primary", "running"], ["replica", "streaming"], ["replica", "streaming"]]
+
+
+def test_health_names_a_stopped_server_and_passes_again_once_it_is_back(pg_cluster):
+    healthy = pg_cluster.playbook("cluster_health")
+    assert_unchanged(healthy)
+    assert "e2e-pg is healthy" in healthy.output
+    replica = next(name for name, role in roles(pg_cluster).items() if role == "replica")
+    host = member_host(pg_cluster, replica)
+    host.check_output("systemctl stop postgresql@15-main")
+    try:
+        sick = pg_cluster.playbook("cluster_health")
+        assert sick.rc != 0
+        assert "e2e-pg is not healthy" in sick.output
+        assert f"{replica}: PostgreSQL does not answer" in sick.output
+    finally:
+        host.check_output("systemctl start postgresql@15-main")
+    wait_for(lambda: pg_cluster.playbook("cluster_health").rc == 0, 120, lambda: pg_cluster.runs[-1].output[-3000:])
 
 
 def test_secrets_are_private_and_never_printed(pg_cluster):

@@ -367,6 +367,25 @@ def test_status_shows_roles(rc):
         assert f"{member:<20} {role:<8} {state:<10} " in run.output
 
 
+def test_health_names_a_stopped_server_and_sentinel_and_passes_again(rc):
+    healthy = rc.playbook("cluster_health")
+    assert_unchanged(healthy)
+    assert f"{NAME} is healthy" in healthy.output
+    server_down, sentinel_down = [m for m in MEMBERS if m != primary_of(rc)]
+    units = {server_down: "redis-server", sentinel_down: "redis-sentinel"}
+    for member, unit in units.items():
+        subprocess.run(["podman", "exec", member, "systemctl", "stop", unit], check=True, env=PODMAN_ENV)
+    try:
+        sick = rc.playbook("cluster_health")
+        assert sick.rc != 0
+        assert f"{server_down}: Redis does not answer" in sick.output
+        assert f"{sentinel_down}: Sentinel: " in sick.output
+    finally:
+        for member, unit in units.items():
+            subprocess.run(["podman", "exec", member, "systemctl", "start", unit], check=True, env=PODMAN_ENV)
+    wait_for(lambda: rc.playbook("cluster_health").rc == 0, 90, lambda: rc.runs[-1].output[-3000:])
+
+
 def test_refusals_name_the_problem(rc):
     primary = primary_of(rc)
     run = rc.playbook("failover")
