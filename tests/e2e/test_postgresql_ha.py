@@ -175,6 +175,12 @@ def test_status_shows_roles_and_lag(ha):
         assert f"{member:<20} {role:<8} {state:<10} 0 " in run.output
 
 
+def test_health_finds_the_leader_and_the_synchronous_standby(ha):
+    run = ha.playbook("cluster_health")
+    assert_unchanged(run)
+    assert f"{NAME} is healthy" in run.output
+
+
 def test_patroni_and_etcd_need_cluster_credentials(ha):
     addr = address(ha, MEMBERS[0])
     trusted = ssl.create_default_context(cafile=str(ha.ca_file))
