@@ -375,7 +375,8 @@ def podman_exec(member: str, *argv: str) -> str:
 
 
 def clock(member: str) -> int:
-    return int(podman_exec(member, "date", "+%s"))
+    """The next whole second on the members' clock: what the journal shows from it on happened after now."""
+    return int(podman_exec(member, "date", "+%s")) + 1
 
 
 def starts_since(member: str, since: int) -> int:
