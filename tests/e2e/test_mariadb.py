@@ -1,4 +1,5 @@
-"""MariaDB on real members: GTID replication (semi-synchronous), TLS, grants, switchover, failover.
+"""MariaDB on real members: GTID replication (semi-synchronous), TLS, grants, switchover, failover,
+rolling restarts for static parameters and the rolling minor upgrade, with a client writing throughout.
 
 One 3-member cluster for the module; the tests run in file order and each leaves it healthy for
 the next (the failover test ends with an apply that brings the killed primary back).
@@ -6,15 +7,17 @@ the next (the failover test ends with an apply that brings the killed primary ba
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pymysql
 import pytest
 import yaml
-from conftest import Cluster, applied_cluster, assert_ok
+from conftest import Cluster, applied_cluster, assert_ok, assert_unchanged, older_release, wait_for
 from test_postgresql import address, served_serial
 
 pytestmark = pytest.mark.mariadb
@@ -362,3 +365,151 @@ def primary_of_running(cluster: Cluster) -> str:
         if query(cluster, member, "SELECT @@read_only") == ((0,),):
             return member
     raise AssertionError("no running member accepts writes")
+
+
+def podman_exec(member: str, *argv: str) -> str:
+    return subprocess.run(
+        ["podman", "exec", "-e", "DEBIAN_FRONTEND=noninteractive", member, *argv],
+        capture_output=True, text=True, check=True, timeout=600,
+    ).stdout  # fmt: skip
+
+
+def clock(member: str) -> int:
+    """The next whole second on the members' clock: what the journal shows from it on happened after now."""
+    return int(podman_exec(member, "date", "+%s")) + 1
+
+
+def starts_since(member: str, since: int) -> int:
+    """How often systemd started the member's server since `since` (epoch seconds)."""
+    journal = podman_exec(member, "journalctl", "-u", "mariadb", "--since", f"@{since}", "--no-pager", "-o", "cat")
+    return len(re.findall(r"^Started mariadb\.service", journal, re.MULTILINE))
+
+
+def server_version(cluster: Cluster, member: str) -> str:
+    return admin(cluster, member, "SELECT @@version AS v")[0]["v"]
+
+
+def binary_version(member: str) -> str:
+    return re.search(r"Ver (\S+)", podman_exec(member, "mariadbd", "--version"))[1]
+
+
+def package_version(member: str) -> str:
+    return podman_exec(member, "dpkg-query", "--show", "--showformat=${Version}", "mariadb-server")
+
+
+POLICY = "/usr/sbin/policy-rc.d"  # exit 101: package scripts may not start or stop services
+
+
+def install_older(member: str, newest: str, older: str) -> None:
+    """Every package of the newest release on the member goes back to the older one, with the
+    package scripts kept from restarting the server (as the upgrade does)."""
+    podman_exec(member, "apt-get", "update", "-qq")
+    listed = podman_exec(member, "dpkg-query", "--show", "--showformat=${Package} ${Version}\\n").splitlines()
+    packages = [line.split()[0] for line in listed if line.split()[1:] == [newest]]
+    podman_exec(member, "sh", "-c", f"printf '#!/bin/sh\\nexit 101\\n' > {POLICY}; chmod 755 {POLICY}")
+    try:
+        podman_exec(
+            member,
+            *("apt-get", "install", "-y", "-qq", "--allow-downgrades", "-o", "Dpkg::Options::=--force-confold"),
+            *(f"{p}={older}" for p in packages),
+        )
+    finally:
+        podman_exec(member, "rm", "-f", POLICY)
+
+
+def downgrade(cluster: Cluster, members: list[str], settled) -> tuple[str, str]:
+    """Every member on the older Debian release of MariaDB (installed on all members at once),
+    restarted on it one at a time, each settled(member) before the next: (older, newest). Skips
+    when the Debian archive offers a single release."""
+    newest, older = older_release(podman_exec, members[0], "mariadb-server")
+    with ThreadPoolExecutor(len(members)) as pool:
+        list(pool.map(lambda m: install_older(m, newest, older), members))
+    for member in members:
+        podman_exec(member, "systemctl", "restart", "mariadb")
+        wait_for(lambda m=member: settled(m), timeout=120)
+    for member in members:
+        assert package_version(member) == older
+        assert server_version(cluster, member) == binary_version(member) != ""
+    return older, newest
+
+
+def assert_upgraded(cluster: Cluster, members: list[str], run_output: str, newest: str, since: int) -> None:
+    """Every member on the newest package, its server restarted exactly once and running the installed binary."""
+    for member in members:
+        assert package_version(member) == newest, member
+        running = server_version(cluster, member)
+        assert running == binary_version(member), member
+        assert re.match(r"(?:\d+:)?([^-]+)", newest)[1] in running, (newest, running)
+        assert f"{member}: {running}" in " ".join(run_output.split())
+    assert {m: starts_since(m, since) for m in members} == dict.fromkeys(members, 1)
+
+
+def replicating(cluster: Cluster, member: str) -> bool:
+    """A primary that answers, or a replica whose replication threads both run."""
+    status = replica_status(cluster, member)
+    return not status or (status["Slave_IO_Running"], status["Slave_SQL_Running"]) == ("Yes", "Yes")
+
+
+def under_writes(cluster: Cluster, start: int, *playbook: str, **kw):
+    writer = Writer(cluster, start=start)
+    writer.start()
+    time.sleep(2)
+    run = cluster.playbook(*playbook, **kw)
+    time.sleep(2)
+    acked = writer.stop()
+    assert len(acked) > 100, "the writer committed too little to tell"
+    print(f"{playbook[0]}: {len(acked)} commits acknowledged, longest write gap {writer.longest_gap():.2f} s")
+    return run, acked
+
+
+def assert_replicated_whole(cluster: Cluster, old_primary: str, acked: list[int]) -> str:
+    """The primary moved off old_primary by a switchover; every member has every acknowledged
+    commit, the replicas replicate from the new primary and all GTIDs are equal: the new primary."""
+    members = sorted(cluster.members())
+    primary = primary_of(cluster)
+    assert primary != old_primary
+    for member in members:
+        if member != primary:
+            wait_for(lambda m=member: replicating(cluster, m), timeout=30)
+            assert_replicates_from(cluster, member, primary)
+    positions = wait_equal_gtids(cluster, members)
+    assert len(set(positions.values())) == 1, positions
+    for member in members:
+        assert missing_on(cluster, member, acked) == [], member
+    return primary
+
+
+# innodb_log_buffer_size cannot change while the server runs in 10.11 (information_schema
+# SYSTEM_VARIABLES READ_ONLY = YES): only a restart applies it.
+def test_static_parameter_restarts_each_member_once_replicas_first(mdb, tmp_path):
+    members = sorted(mdb.members())
+    static = admin(mdb, members[0], "SELECT READ_ONLY AS ro FROM information_schema.SYSTEM_VARIABLES"
+                   " WHERE VARIABLE_NAME = 'INNODB_LOG_BUFFER_SIZE'")  # fmt: skip
+    assert static == [{"ro": "YES"}]
+    document = yaml.safe_load(mdb.spec_file.read_text())
+    document["spec"]["parameters"]["innodb_log_buffer_size"] = 32 * 1024 * 1024
+    mdb.spec_file.write_text(yaml.safe_dump(document))
+    old_primary = primary_of(mdb)
+    since = clock(members[0])
+    run, acked = under_writes(mdb, 6_000_000, "cluster_apply")
+    assert_ok(run)
+    for member in members:
+        assert admin(mdb, member, "SELECT @@innodb_log_buffer_size AS v") == [{"v": str(32 * 1024 * 1024)}]
+    assert {m: starts_since(m, since) for m in members} == dict.fromkeys(members, 1)
+    assert_replicated_whole(mdb, old_primary, acked)
+    assert_unchanged(mdb.playbook("cluster_apply"))
+
+
+def test_upgrade_restarts_the_replicas_then_the_primary_after_a_switchover(mdb):
+    members = sorted(mdb.members())
+    _, newest = downgrade(mdb, members, lambda m: replicating(mdb, m))
+    old_primary = primary_of(mdb)
+    since = clock(members[0])
+    run, acked = under_writes(mdb, 7_000_000, "upgrade")
+    assert_ok(run)
+    assert_upgraded(mdb, members, run.output, newest, since)
+    # The primary role moved: the old primary handed it over and restarted as a replica.
+    assert_replicated_whole(mdb, old_primary, acked)
+    again = mdb.playbook("upgrade")
+    assert_unchanged(again)
+    assert f"{members[0]}: {server_version(mdb, members[0])}" in again.output

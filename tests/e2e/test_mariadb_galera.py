@@ -1,4 +1,5 @@
-"""MariaDB Galera on real members: wsrep over TLS, writes on any member, safe bootstrap after a full stop.
+"""MariaDB Galera on real members: wsrep over TLS, writes on any member, safe bootstrap after a full stop,
+the rolling minor upgrade (one member at a time, each synced again) under writes.
 
 One 3-member cluster for the module; the tests run in file order and each leaves it healthy (3
 synced members) for the next.
@@ -13,7 +14,17 @@ import pymysql
 import pytest
 import yaml
 from conftest import Cluster, applied_cluster, assert_ok, assert_unchanged, wait_for
-from test_mariadb import admin, connect, podman, query
+from test_mariadb import (
+    admin,
+    assert_upgraded,
+    clock,
+    connect,
+    downgrade,
+    missing_on,
+    podman,
+    query,
+    under_writes,
+)
 from test_postgresql import address
 
 pytestmark = pytest.mark.mariadb
@@ -137,6 +148,20 @@ def test_second_apply_changes_nothing(gal):
     run = gal.playbook("cluster_apply")
     assert_unchanged(run)
     assert "galera: no bootstrap: a primary component runs on" in flat(run.output)
+
+
+def test_upgrade_restarts_one_member_at_a_time_each_synced_again(gal):
+    query(gal, MEMBERS[0], "CREATE TABLE IF NOT EXISTS ticks (id bigint PRIMARY KEY)")
+    _, newest = downgrade(gal, MEMBERS, lambda m: cluster_state(gal, MEMBERS)[m] == ("3", "Synced", "Primary"))
+    since = clock(MEMBERS[0])
+    run, acked = under_writes(gal, 1, "upgrade")
+    assert_ok(run)
+    assert_upgraded(gal, MEMBERS, run.output, newest, since)
+    assert "bootstrap" not in run.output
+    assert_synced(gal, MEMBERS)
+    for member in MEMBERS:
+        wait_for(lambda m=member: missing_on(gal, m, acked) == [], timeout=30)
+    assert_unchanged(gal.playbook("upgrade"))
 
 
 def test_switchover_and_failover_are_refused_naming_the_topology(gal):
