@@ -48,7 +48,7 @@ def archived_gtids(cluster: Cluster) -> dict[str, list[int]]:
     """Sequence numbers of the Galera GTID domain (0) in the archived binary logs, by member directory."""
     out = repo(cluster).check_output(
         "cd /srv/data/backup/binlog && for d in */; do for f in $d/binlog.[0-9]*; do"
-        ' mariadb-binlog "$f" 2> /dev/null | sed -n "s|^#.* GTID 0-[0-9]*-\\([0-9]*\\) .*|${d%/} \\1|p"; done; done'
+        ' mariadb-binlog "$f" 2> /dev/null | sed -n "s|^#.*[[:space:]]GTID 0-[0-9]*-\\([0-9]*\\) .*|${d%/} \\1|p"; done; done'
     )
     found: dict[str, list[int]] = {}
     for line in out.splitlines():
@@ -111,14 +111,18 @@ def test_repository_member_and_consistent_gtids(gbk):
         " @@server_id AS id, @@log_slave_updates AS lsu"
     )
     settings = {m: admin(gbk, m, sql)[0] for m in MEMBERS}
-    assert {(s["mode"], s["wsrep"], s["lsu"]) for s in settings.values()} == {("1", "0", "1")}
-    # A member's own writes (outside Galera) have a domain of their own, distinct on every member.
+    # One server_id and one Galera GTID domain (0) on every member; a member's own writes (outside
+    # Galera) have a domain of their own, distinct on every member.
+    assert len({(s["mode"], s["wsrep"], s["lsu"], s["id"]) for s in settings.values()}) == 1
+    assert (settings[MEMBERS[0]]["mode"], settings[MEMBERS[0]]["wsrep"], settings[MEMBERS[0]]["lsu"]) == ("1", "0", "1")
     assert len({s["own"] for s in settings.values()} | {"0"}) == 4
-    assert len({s["id"] for s in settings.values()}) == 3
     # Every member logged every transaction with the same GTID.
     query(gbk, MEMBERS[2], "CREATE TABLE IF NOT EXISTS probe (id int PRIMARY KEY)")
     wait_for(lambda: len({binlog_pos(gbk, m) for m in MEMBERS}) == 1, timeout=30)
-    assert binlog_pos(gbk, MEMBERS[0]).startswith("0-")
+    assert binlog_pos(gbk, MEMBERS[0]).startswith(f"0-{settings[MEMBERS[0]]['id']}-")
+    # ...which is every member's current position (what mariadb-backup records).
+    current = {admin(gbk, m, "SELECT @@gtid_current_pos AS pos")[0]["pos"] for m in MEMBERS}
+    assert current == {binlog_pos(gbk, MEMBERS[0])}
 
 
 def test_full_and_incremental_backups_from_a_synced_member(gbk, history):
