@@ -449,8 +449,6 @@ def _mariadb_unavailable(spec: Mapping[str, Any]) -> list[str]:
         errors.append("spec.backup.repository.type: only 'member' is available for engine 'mariadb' yet")
     if "diff" in backup.get("retention", {}):
         errors.append("spec.backup.retention.diff: not available for engine 'mariadb'; backups are full or incremental")
-    if backup["enabled"] and spec["topology"] == "galera":
-        errors.append("spec.backup.enabled: not available for topology 'galera' yet (standalone and replicated)")
     return errors
 
 

@@ -592,10 +592,6 @@ RULE_CASES = [
         "spec.backup.repository.type: only 'member' is available for engine 'redis' yet",
     ),
     (
-        {"engine": "mariadb", "version": "10.11", "topology": "galera", "backup": {"enabled": True}},
-        "spec.backup.enabled: not available for topology 'galera' yet (standalone and replicated)",
-    ),
-    (
         {
             "engine": "mariadb",
             "version": "10.11",
