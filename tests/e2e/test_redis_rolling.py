@@ -18,7 +18,7 @@ import yaml
 from conftest import Cluster, applied_cluster, assert_ok, assert_unchanged, older_release, wait_for
 from redis.sentinel import Sentinel
 from test_redis import PODMAN_ENV, Writer, address, connect, info, members_of, missing, primary_of, roles
-from test_redis_sharded import ClusterClient, assert_whole, primary_of_shard
+from test_redis_sharded import ClusterWriter, assert_whole, missing_in_cluster, primary_of_shard
 
 pytestmark = pytest.mark.redis
 
@@ -252,32 +252,6 @@ def test_standalone_upgrade_restarts_in_place_and_keeps_the_data(standalone):
     assert conn.call("GET", "before:upgrade") == "kept"
     conn.close()
     assert_unchanged(standalone.playbook("upgrade"))
-
-
-class _ClusterConnection:
-    """The Writer's connection, through the cluster-aware client: SET goes to the key's primary."""
-
-    def __init__(self, cluster: Cluster):
-        self.client = ClusterClient(cluster)
-
-    def call(self, *args):
-        return self.client.call(args[1], *args)
-
-    def close(self) -> None:
-        self.client.close()
-
-
-class ClusterWriter(Writer):
-    def _primary(self) -> _ClusterConnection:
-        return _ClusterConnection(self.cluster)
-
-
-def missing_in_cluster(cluster: Cluster, acked: list[int]) -> list[int]:
-    client = ClusterClient(cluster, "admin")
-    try:
-        return [n for n in acked if client.call(f"app:tick:{n}", "GET", f"app:tick:{n}") != str(n)]
-    finally:
-        client.close()
 
 
 sharded = module_cluster("redis-sharded.yml", f"{NAME}-s")

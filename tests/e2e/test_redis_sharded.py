@@ -15,8 +15,8 @@ import time
 
 import pytest
 import yaml
-from conftest import Cluster, applied_cluster, assert_ok, assert_unchanged, wait_for
-from test_redis import Resp, RespError
+from conftest import Cluster, applied_cluster, assert_ok, assert_unchanged, restore_target, wait_for
+from test_redis import Resp, RespError, Writer
 from test_secrets import leaks, member_logs, secrets_in
 
 pytestmark = pytest.mark.redis
@@ -94,6 +94,32 @@ class ClusterClient:
     def close(self) -> None:
         for conn in self.conns.values():
             conn.close()
+
+
+class _ClusterConnection:
+    """The Writer's connection, through the cluster-aware client: SET goes to the key's primary."""
+
+    def __init__(self, cluster: Cluster):
+        self.client = ClusterClient(cluster)
+
+    def call(self, *args):
+        return self.client.call(args[1], *args)
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class ClusterWriter(Writer):
+    def _primary(self) -> _ClusterConnection:
+        return _ClusterConnection(self.cluster)
+
+
+def missing_in_cluster(cluster: Cluster, acked: list[int]) -> list[int]:
+    client = ClusterClient(cluster, "admin")
+    try:
+        return [n for n in acked if client.call(f"app:tick:{n}", "GET", f"app:tick:{n}") != str(n)]
+    finally:
+        client.close()
 
 
 def addresses(cluster: Cluster) -> dict[str, str]:
@@ -190,7 +216,7 @@ def primary_of_shard(cluster: Cluster, shard: int) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def sc(tmp_path_factory):
-    cluster = applied_cluster(tmp_path_factory, "redis-sharded.yml", NAME, "-vvv")
+    cluster = applied_cluster(tmp_path_factory, "redis-sharded.yml", NAME, "-vvv", backup={"enabled": True})
     yield cluster
     cluster.purge()
 
@@ -291,6 +317,166 @@ def test_scale_out_to_four_shards_and_back(sc):
     assert sorted(addresses(sc)) == sorted(f"{NAME}-{i}" for i in range(6))
     assert_whole(sc, 3)
     assert_every_key(sc)
+
+
+def layout(cluster: Cluster, replicas: int, shard_count: int = 3) -> dict[str, list[str]]:
+    """The cluster whole as every member sees it, each primary with `replicas` replicas: primary -> its replicas."""
+    members = addresses(cluster)
+    for member in members:
+        info = cluster_info(cluster, member)
+        assert (info["cluster_state"], info["cluster_slots_assigned"], info["cluster_slots_ok"]) == (
+            "ok",
+            "16384",
+            "16384",
+        )
+        assert (info["cluster_size"], info["cluster_known_nodes"]) == (str(shard_count), str(len(members)))
+    view = nodes(cluster, next(iter(members)))
+    assert set(view) == set(members) and not any(node["failed"] for node in view.values())
+    primaries = [name for name, node in view.items() if node["role"] == "master"]
+    assert len(primaries) == shard_count and sum(view[name]["slots"] for name in primaries) == 16384
+    by_id = {node["id"]: name for name, node in view.items()}
+    shard_map = {
+        primary: sorted(n for n, node in view.items() if by_id.get(node["master"]) == primary) for primary in primaries
+    }
+    assert all(len(shard) == replicas for shard in shard_map.values()), shard_map
+    return shard_map
+
+
+def assert_replicas_have_their_primaries_keys(cluster: Cluster, shard_map: dict[str, list[str]]) -> None:
+    for primary, replicas in shard_map.items():
+        for replica in replicas:
+            wait_for(lambda p=primary, r=replica: ask(cluster, r, "DBSIZE") == ask(cluster, p, "DBSIZE"), timeout=30)
+
+
+def test_member_replace_of_a_primary_fails_its_shard_over_first(sc):
+    old, heir = primary_of_shard(sc, 0)
+    before = set(addresses(sc))
+    keys_before = sum(ask(sc, primary, "DBSIZE") for primary in layout(sc, 1))
+    writer = ClusterWriter(sc, 100_000)
+    writer.start()
+    time.sleep(1)
+    run = sc.playbook("member_replace", "-e", f"member={old}")
+    time.sleep(1)
+    acked = writer.stop()
+    print(
+        f"member_replace: {len(acked)} writes acknowledged, "
+        f"longest gap {writer.longest_gap():.2f}s, errors {writer.errors}"
+    )
+    assert_ok(run)
+    (new,) = set(addresses(sc)) - before
+    assert set(addresses(sc)) == before - {old} | {new}
+    # A replica of the shard took it over (no slot moved), the other follows it; the old node is forgotten.
+    shard_map = layout(sc, 1)
+    assert {heir, new} in [{primary, *replicas} for primary, replicas in shard_map.items()]
+    assert_replicas_have_their_primaries_keys(sc, shard_map)
+    assert_every_key(sc)
+    assert len(acked) > 100
+    # Every acknowledged write is there. Without an error every SET (a new key each) was
+    # acknowledged, so the key count says it exactly; otherwise each key is read back.
+    if writer.errors:
+        assert missing_in_cluster(sc, acked) == []
+    else:
+        assert sum(ask(sc, primary, "DBSIZE") for primary in shard_map) - keys_before == len(acked)
+        assert missing_in_cluster(sc, [*acked[::250], acked[-1]]) == []
+    # The client never saw the cluster down (every slot served throughout).
+    assert not {"CLUSTERDOWN", "ConnectionError"} & set(writer.errors), writer.errors
+
+
+def test_replicas_per_shard_up_to_two_and_back_to_one(sc):
+    primaries = set(layout(sc, 1))
+    rewrite(sc, sharding={"shards": 3, "replicasPerShard": 2})
+    run = sc.playbook("cluster_apply")
+    assert_ok(run)
+    assert len(addresses(sc)) == 9
+    shard_map = layout(sc, 2)
+    assert set(shard_map) == primaries  # a new replica in every shard, no primary moved
+    assert_replicas_have_their_primaries_keys(sc, shard_map)
+    assert_unchanged(sc.playbook("cluster_apply"))
+    rewrite(sc, sharding={"shards": 3, "replicasPerShard": 1})
+    run = sc.playbook("cluster_apply")
+    assert_ok(run)
+    assert len(addresses(sc)) == 6
+    shard_map = layout(sc, 1)
+    assert set(shard_map) == primaries  # one replica left each shard, never a primary
+    assert_replicas_have_their_primaries_keys(sc, shard_map)
+    assert_every_key(sc)
+
+
+def slot_ranges(cluster: Cluster) -> dict[tuple[int, int], str]:
+    """(first, last) slot -> the address of the primary serving it, from CLUSTER SLOTS."""
+    answer = ask(cluster, next(iter(addresses(cluster))), "CLUSTER", "SLOTS")
+    return {(low, high): primary[0] for low, high, primary, *_ in answer}
+
+
+def repository(cluster: Cluster, script: str) -> str:
+    return subprocess.run(
+        ["podman", "exec", f"{cluster.name}-repo", "bash", "-c", script],
+        check=True,
+        env=PODMAN_ENV,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def test_backup_takes_one_snapshot_per_shard_from_its_replica(sc):
+    client = ClusterClient(sc)
+    try:
+        client.call("app:backup-marker", "SET", "app:backup-marker", "in-the-snapshot")
+    finally:
+        client.close()
+    replicas = {addresses(sc)[r] for shard in layout(sc, 1).values() for r in shard}
+    ranges = slot_ranges(sc)
+    run = sc.playbook("backup")
+    assert_ok(run)
+    assert "shards: 3" in run.output
+    newest = repository(sc, "cd /srv/data/backup && ls -1d *Z | tail -n 1").strip()
+    files = repository(sc, f"cd /srv/data/backup/{newest} && ls -1 && head -c 9 shard-0.rdb && echo && cat *.slots")
+    lines = files.splitlines()
+    names, magic, slots = lines[:6], lines[6], lines[7:]
+    assert names == [f"shard-{n}.{ext}" for n in range(3) for ext in ("rdb", "slots")]
+    assert magic == "REDIS0010"
+    # Each shard's file lists the slot ranges its primary serves, and the snapshot came from its replica.
+    backed = {tuple(map(int, r.split("-"))) if "-" in r else (int(r), int(r)) for line in slots for r in line.split()}
+    assert backed == set(ranges)
+    sources = repository(sc, "journalctl -u trove-backup.service --no-pager -o cat | grep -o ' from [0-9.]*$'")
+    assert {line.split()[-1] for line in sources.splitlines()[-3:]} <= replicas
+
+
+def test_restore_into_a_new_sharded_cluster_puts_every_shard_on_its_slots(sc, tmp_path_factory, request):
+    """Each shard's snapshot into the primary that owns the same slot ranges in a new cluster."""
+    client = ClusterClient(sc, "admin")
+    try:
+        assert_ok(sc.playbook("backup"))
+        expected = sum(ask(sc, primary, "DBSIZE") for primary in layout(sc, 1))
+        client.call("app:after-snapshot", "SET", "app:after-snapshot", "1")
+    finally:
+        client.close()
+    ranges = slot_ranges(sc)
+    target = restore_target(
+        request, tmp_path_factory, sc, "redis-sharded.yml", f"{NAME}-r", sharding={"shards": 4, "replicasPerShard": 0}
+    )
+    refused = target.playbook("restore", "-e", f"source={NAME}")
+    assert refused.rc != 0
+    said = " ".join(refused.output.split())
+    assert "spec.sharding.shards: 4, but backup " in said and "set spec.sharding.shards to 3" in said
+    target.purge()
+    rewrite(target, sharding={"shards": 3, "replicasPerShard": 0})
+    run = target.playbook("restore", "-e", f"source={NAME}")
+    assert_ok(run)
+    said = " ".join(run.output.split())
+    assert f"restored {NAME}-r from {NAME}: backup " in said and f"{expected} keys" in said
+    shard_map = layout(target, 0)
+    restored = slot_ranges(target)
+    assert set(restored) == set(ranges)  # the same slot ranges, one shard each
+    assert len(set(restored.values())) == 3
+    assert sum(ask(target, primary, "DBSIZE") for primary in shard_map) == expected
+    assert_every_key(target)
+    client = ClusterClient(target, "admin")
+    try:
+        assert client.call("app:backup-marker", "GET", "app:backup-marker") == "in-the-snapshot"
+        assert client.call("app:after-snapshot", "GET", "app:after-snapshot") is None
+    finally:
+        client.close()
 
 
 def test_no_secret_in_cluster_operations_output_or_member_logs(sc):

@@ -1,5 +1,5 @@
-"""Filters for Redis Cluster (topology sharded): redis_cluster_nodes, redis_shards, redis_join_plan,
-redis_retire_plan, redis_cluster_status, redis_failover_plan."""
+"""Filters for Redis Cluster (topology sharded): redis_cluster_nodes, redis_join_plan, redis_retire_plan,
+redis_cluster_status, redis_failover_plan."""
 
 from __future__ import annotations
 
@@ -8,18 +8,8 @@ from typing import Any
 from ansible_collections.trove.dbaas.plugins.module_utils import _redis_cluster
 
 
-def redis_shards(members: list[str], replicas: int) -> dict[str, int]:
-    return _redis_cluster.shard_of(list(members), int(replicas))
-
-
-def redis_join_plan(
-    members: list[dict[str, Any]], replicas: int, view: list[dict[str, Any]], ids: dict[str, str]
-) -> dict[str, Any]:
-    return _redis_cluster.join_plan(list(members), int(replicas), list(view), dict(ids))
-
-
 def redis_retire_plan(view: list[dict[str, Any]], retiring: list[str], members: list[str]) -> dict[str, Any]:
-    plan = _redis_cluster.retire_plan(list(view), list(retiring))
+    plan = _redis_cluster.retire_plan(list(view), list(retiring), list(members))
     plan["forget"] = _redis_cluster.forget_plan(list(view), list(members) + list(retiring))
     return plan
 
@@ -34,8 +24,7 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "redis_cluster_nodes": _redis_cluster.parse_nodes,
-            "redis_shards": redis_shards,
-            "redis_join_plan": redis_join_plan,
+            "redis_join_plan": _redis_cluster.join_plan,
             "redis_retire_plan": redis_retire_plan,
             "redis_cluster_status": redis_cluster_status,
             "redis_failover_plan": _redis_cluster.failover_plan,

@@ -467,8 +467,6 @@ def _redis_unavailable(spec: Mapping[str, Any]) -> list[str]:
         )
     if backup["repository"]["type"] != "member":
         errors.append("spec.backup.repository.type: only 'member' is available for engine 'redis' yet")
-    if backup["enabled"] and spec["topology"] in SHARDED_TOPOLOGIES:
-        errors.append("spec.backup.enabled: not available for topology 'sharded' yet; it needs one snapshot per shard")
     return errors
 
 

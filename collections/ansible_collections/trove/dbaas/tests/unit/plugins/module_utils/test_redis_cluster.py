@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from ansible_collections.trove.dbaas.plugins.filter.redis_cluster import FilterModule
 from ansible_collections.trove.dbaas.plugins.module_utils import _redis_cluster as rc
 
 NODES = """\
@@ -21,9 +22,7 @@ def view(text: str = NODES) -> list[dict]:
 def test_shards_are_blocks_in_member_index_order():
     names = ["r-10", "r-2", "r-0", "r-1", "r-3", "r-11"]
     assert rc.shard_groups(names, 1) == [["r-0", "r-1"], ["r-2", "r-3"], ["r-10", "r-11"]]
-    assert rc.shard_of(names, 1)["r-11"] == 2
     assert rc.shard_groups(["x-0", "x-1", "x-2"], 0) == [["x-0"], ["x-1"], ["x-2"]]
-    assert rc.shard_of([f"x-{i}" for i in range(9)], 2)["x-5"] == 1
 
 
 def test_cluster_nodes_are_parsed():
@@ -86,7 +85,7 @@ def test_a_converged_cluster_needs_nothing():
 
 def test_a_new_shard_joins_empty_and_gets_slots():
     members = [*MEMBERS, {"name": "r-6", "address": "10.0.0.16"}, {"name": "r-7", "address": "10.0.0.17"}]
-    plan = rc.join_plan(members, 1, view(converged()), {**IDS, "r-6": "d0", "r-7": "d1"})
+    plan = rc.join_plan(members, 1, view(converged()), {**IDS, "r-6": "d0", "r-7": "d1"}, shards=4)
     assert plan["add_primaries"] == ["r-6"]
     assert plan["add_replicas"] == [{"name": "r-7", "master": "r-6"}]
     assert plan["rebalance"]
@@ -95,7 +94,7 @@ def test_a_new_shard_joins_empty_and_gets_slots():
         converged()
         + "d0 10.0.0.16:6379@16379 master - 0 1 4 connected\nd1 10.0.0.17:6379@16379 slave d0 0 1 4 connected\n"
     )
-    plan = rc.join_plan(members, 1, view(joined), {**IDS, "r-6": "d0", "r-7": "d1"})
+    plan = rc.join_plan(members, 1, view(joined), {**IDS, "r-6": "d0", "r-7": "d1"}, shards=4)
     assert plan["add_primaries"] == [] and plan["add_replicas"] == [] and plan["rebalance"]
 
 
@@ -131,9 +130,19 @@ def test_an_old_primary_back_without_slots_follows_the_new_one():
 
 
 def test_retire_empties_primaries_and_deletes_replicas_first():
-    plan = rc.retire_plan(view(converged()), ["10.0.0.14", "10.0.0.15"])
-    assert plan == {"empty": ["c0"], "delete": ["c1", "c0"]}
-    assert rc.retire_plan(view(converged()), []) == {"empty": [], "delete": []}
+    plan = rc.retire_plan(view(converged()), ["10.0.0.14", "10.0.0.15"], ["10.0.0.10", "10.0.0.11"])
+    assert plan == {"failover": [], "empty": ["c0"], "delete": ["c1", "c0"]}
+    assert rc.retire_plan(view(converged()), []) == {"failover": [], "empty": [], "delete": []}
+
+
+def test_a_retiring_primary_hands_over_to_a_replica_that_stays():
+    plan = rc.retire_plan(view(converged()), ["10.0.0.14"], ["10.0.0.15"])
+    assert plan == {"failover": ["10.0.0.15"], "empty": [], "delete": ["c0"]}
+    # a replica that is not linked cannot take over: the shard would have to be emptied
+    unlinked = converged().replace(
+        "c1 10.0.0.15:6379@16379 slave c0 0 1 3 connected", "c1 10.0.0.15:6379@16379 slave c0 0 1 3 disconnected"
+    )
+    assert rc.retire_plan(view(unlinked), ["10.0.0.14"], ["10.0.0.15"])["empty"] == ["c0"]
 
 
 def test_forget_nodes_at_no_member_address():
@@ -220,7 +229,85 @@ def test_failover_refuses_a_shard_with_nobody_left():
     )
 
 
-def test_two_slot_owners_in_one_shard_are_a_conflict():
-    # replicasPerShard 1 -> 2 on a running cluster: r-0..r-2 would be one shard with two primaries.
-    plan = rc.join_plan(MEMBERS, 2, view(converged()), IDS)
-    assert plan["conflicts"] == ["r-2"]
+def test_shards_are_what_the_cluster_has_numbered_by_lowest_index():
+    # after a replacement r-0 is gone: shard 0 is r-1 (now primary) and r-6
+    text = converged().replace("a0 10.0.0.10:6379@16379 myself,master - 0 0 1 connected 0-5460\n", "")
+    text = text.replace(
+        "a1 10.0.0.11:6379@16379 slave a0 0 1 1 connected",
+        "a1 10.0.0.11:6379@16379 myself,master - 0 1 5 connected 0-5460",
+    )
+    text += "f0 10.0.0.16:6379@16379 slave a1 0 1 5 connected\n"
+    members = [*MEMBERS[1:], {"name": "r-6", "address": "10.0.0.16"}]
+    assert rc.cluster_shards(members, view(text)) == [["r-1", "r-6"], ["r-2", "r-3"], ["r-4", "r-5"]]
+    status = rc.status(members, 1, {"r-1": view(text)})
+    assert status["members"]["r-6"]["shard"] == 0 and status["shards"] == 3
+
+
+def test_a_replacement_joins_the_shard_of_the_member_it_replaces():
+    members = [*MEMBERS, {"name": "r-6", "address": "10.0.0.16"}]
+    ids = {**IDS, "r-6": "f0"}
+    # the primary r-2 retires: r-6 follows it, then the retirement hands its slots to a replica
+    plan = rc.join_plan(members, 1, view(converged()), ids, shards=3, retiring=["r-2"])
+    assert plan == {**rc.empty_join_plan(), "add_replicas": [{"name": "r-6", "master": "r-2"}]}
+    # a replica retires
+    plan = rc.join_plan(members, 1, view(converged()), ids, shards=3, retiring=["r-5"])
+    assert plan == {**rc.empty_join_plan(), "add_replicas": [{"name": "r-6", "master": "r-4"}]}
+    joined = converged() + "f0 10.0.0.16:6379@16379 slave c0 0 1 3 connected\n"
+    assert rc.join_plan(members, 1, view(joined), ids, shards=3, retiring=["r-5"]) == rc.empty_join_plan()
+
+
+def test_more_replicas_per_shard_add_one_to_every_shard_and_fewer_keep_the_primaries():
+    members = [*MEMBERS] + [{"name": f"r-{i}", "address": f"10.0.0.{10 + i}"} for i in (6, 7, 8)]
+    ids = {**IDS, "r-6": "x6", "r-7": "x7", "r-8": "x8"}
+    plan = rc.join_plan(members, 2, view(converged()), ids, shards=3)
+    assert plan["add_replicas"] == [
+        {"name": "r-6", "master": "r-0"},
+        {"name": "r-7", "master": "r-2"},
+        {"name": "r-8", "master": "r-4"},
+    ]
+    assert not plan["add_primaries"] and not plan["rebalance"] and not plan["replicate"]
+
+
+def test_a_shard_that_would_lose_every_member_gets_surplus_replicas():
+    # shards of three (r-0..r-2, r-3..r-5, r-6..r-8); replicasPerShard 2 -> 1 retires r-6..r-8
+    text = "".join(
+        f"{p}{k} 10.0.0.{10 + 3 * n + k}:6379@16379 {'master -' if k == 0 else f'slave {p}0'} 0 1 {n} connected"
+        + (f" {low}-{high}" if k == 0 else "")
+        + "\n"
+        for n, (p, low, high) in enumerate((("a", 0, 5460), ("b", 5461, 10922), ("c", 10923, 16383)))
+        for k in range(3)
+    )
+    members = [{"name": f"r-{i}", "address": f"10.0.0.{10 + i}"} for i in range(9)]
+    ids = {f"r-{3 * n + k}": f"{p}{k}" for n, p in enumerate("abc") for k in range(3)}
+    plan = rc.join_plan(members, 1, view(text), ids, shards=3, retiring=["r-6", "r-7", "r-8"])
+    assert plan["replicate"] == [{"name": "r-2", "master": "r-6"}, {"name": "r-5", "master": "r-6"}]
+    moved = text.replace("a2 10.0.0.12:6379@16379 slave a0", "a2 10.0.0.12:6379@16379 slave c0")
+    moved = moved.replace("b2 10.0.0.15:6379@16379 slave b0", "b2 10.0.0.15:6379@16379 slave c0")
+    retiring = ["10.0.0.16", "10.0.0.17", "10.0.0.18"]
+    staying = [f"10.0.0.{10 + i}" for i in range(6)]
+    assert rc.retire_plan(view(moved), retiring, staying) == {
+        "failover": ["10.0.0.12"],
+        "empty": [],
+        "delete": ["c1", "c2", "c0"],
+    }
+
+
+def test_a_scale_in_empties_the_shard_that_leaves():
+    members = [*MEMBERS, {"name": "r-6", "address": "10.0.0.16"}, {"name": "r-7", "address": "10.0.0.17"}]
+    text = converged().replace("10923-16383", "10923-15000") + (
+        "d0 10.0.0.16:6379@16379 master - 0 1 4 connected 15001-16383\n"
+        "d1 10.0.0.17:6379@16379 slave d0 0 1 4 connected\n"
+    )
+    ids = {**IDS, "r-6": "d0", "r-7": "d1"}
+    assert rc.join_plan(members, 1, view(text), ids, shards=3, retiring=["r-6", "r-7"]) == rc.empty_join_plan()
+    plan = rc.retire_plan(view(text), ["10.0.0.16", "10.0.0.17"], [m["address"] for m in MEMBERS])
+    assert plan == {"failover": [], "empty": ["d0"], "delete": ["d1", "d0"]}
+
+
+def test_the_filters_pass_the_shards_and_the_retiring_members_on():
+    filters = FilterModule().filters()
+    members = [*MEMBERS, {"name": "r-6", "address": "10.0.0.16"}]
+    plan = filters["redis_join_plan"](members, 1, view(converged()), {**IDS, "r-6": "f0"}, shards=3, retiring=["r-5"])
+    assert plan["add_replicas"] == [{"name": "r-6", "master": "r-4"}]
+    retire = filters["redis_retire_plan"](view(converged()), ["10.0.0.14"], ["10.0.0.15"])
+    assert (retire["failover"], retire["delete"]) == (["10.0.0.15"], ["c0"])

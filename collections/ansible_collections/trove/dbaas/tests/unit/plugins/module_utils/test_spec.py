@@ -556,10 +556,6 @@ RULE_CASES = [
         "spec.sharding: only allowed for topology 'sharded'; got 'sentinel'",
     ),
     ({"sharding": {"shards": 3}}, "spec.sharding: only allowed for engine 'redis'; got 'postgresql'"),
-    (
-        {"engine": "redis", "topology": "sharded", "backup": {"enabled": True}},
-        "spec.backup.enabled: not available for topology 'sharded' yet; it needs one snapshot per shard",
-    ),
     ({"engine": "redis", "topology": "sentinel", "members": 2}, "spec.members: 2 is too few for topology 'sentinel'"),
     ({"persistence": {"mode": "aof"}}, "spec.persistence: only allowed for engine 'redis'; got 'postgresql'"),
     ({"users": [{"name": "app", "keys": ["a:*"]}]}, "spec.users[0].keys: only allowed for engine 'redis'"),
