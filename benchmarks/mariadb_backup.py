@@ -41,7 +41,7 @@ BACKUPS = "/srv/data/backup/base"
 BY_HAND = "/srv/data/backup/by-hand"
 RESTORE_DIR = "/srv/data/restore-by-hand"
 BACKUP_BY_HAND = (
-    "work=$(mktemp -d); mariadb-backup --backup --user=root --socket=/run/mysqld/mysqld.sock --stream=mbstream"
+    f"work=$(mktemp -d); mariadb-backup --backup --user=root --socket={SOCKET} --stream=mbstream"
     ' --target-dir="$work"; status=$?; rm -rf "$work"; exit $status'
 )
 
@@ -68,14 +68,17 @@ class MariaDBBench(Bench):
 
     def piped(self, source: tuple[str, str], sink: tuple[str, str]) -> None:
         """source's script piped into sink's script, each on its member over SSH; both must succeed."""
-        producer = subprocess.Popen(
-            self.ssh(*source), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        consumer = subprocess.run(self.ssh(*sink), stdin=producer.stdout, capture_output=True, check=False)
-        producer.stdout.close()
-        errors = producer.stderr.read()
-        if producer.wait() or consumer.returncode:
-            sys.exit(f"{source[1]} | {sink[1]} failed:\n{errors[-2000:].decode()}{consumer.stderr[-2000:].decode()}")
+        # mariadb-backup logs every file it copies: its stderr goes to a file, not a pipe that could fill.
+        with tempfile.TemporaryFile() as errors:
+            producer = subprocess.Popen(
+                self.ssh(*source), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors
+            )
+            consumer = subprocess.run(self.ssh(*sink), stdin=producer.stdout, capture_output=True, check=False)
+            producer.stdout.close()
+            if producer.wait() or consumer.returncode:
+                errors.seek(0)
+                said = errors.read()[-2000:].decode() + consumer.stderr[-2000:].decode()
+                sys.exit(f"{source[1]} | {sink[1]} failed:\n{said}")
 
 
 def sql(member: str, statement: str) -> str:
