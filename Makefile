@@ -24,10 +24,11 @@ export PATH := $(BIN):$(PATH)
 # The project's own podman settings (installed by the image/backend roles); /etc is left alone.
 export CONTAINERS_CONF := /var/lib/trove-dbaas/containers.conf
 
-.PHONY: help deps gates docs-deps images demo test unit e2e lint build galaxy sanity importer ee docs release-notes bench chaos clean
+.PHONY: help deps gates docs-deps images demo test unit e2e e2e-slow lint build galaxy sanity importer ee docs release-notes bench chaos clean
 help:
 	@echo "make demo   - install, build images, apply $(DEMO), show status and DSN"
 	@echo "make test   - lint, unit, galaxy, importer, ee, sanity, docs, then end-to-end tests on real containers (what CI runs)"
+	@echo "make e2e-slow - the end-to-end tests too long for make test (marked slow)"
 	@echo "make lint   - ansible-lint (production), ruff, yamllint"
 	@echo "make build  - build the collection tarball"
 	@echo "make galaxy - install the tarball into an empty collections path and check it"
@@ -87,7 +88,11 @@ unit: deps
 
 # One cluster per test module; modules run in parallel on two workers.
 e2e: images
-	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -n 2 --dist loadscope --durations=20
+	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -n 2 --dist loadscope --durations=20 -m 'not slow'
+
+# The end-to-end tests too long for CI's budget (marked slow).
+e2e-slow: images
+	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -m slow
 
 test: lint unit galaxy importer ee sanity docs e2e
 

@@ -144,6 +144,12 @@ def test_status_shows_wsrep_state(gal):
         assert f"{member} galera synced 0 {address(gal, member)}:3306 Primary component, size 3" in out, out[-3000:]
 
 
+def test_health_passes_with_every_member_synced(gal):
+    run = gal.playbook("cluster_health")
+    assert_unchanged(run)
+    assert f"{NAME} is healthy" in run.output
+
+
 def test_second_apply_changes_nothing(gal):
     run = gal.playbook("cluster_apply")
     assert_unchanged(run)

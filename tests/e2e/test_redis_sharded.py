@@ -263,6 +263,12 @@ def test_status_shows_shards_and_slot_coverage(sc):
     assert "cluster_state: ok; slots covered: 16384/16384; shards: 3;" in " ".join(run.output.split())
 
 
+def test_health_passes_with_every_slot_covered(sc):
+    run = sc.playbook("cluster_health")
+    assert_unchanged(run)
+    assert f"{NAME} is healthy" in run.output
+
+
 def test_failover_is_refused_while_every_primary_answers(sc):
     run = sc.playbook("failover")
     assert run.rc != 0
@@ -382,6 +388,8 @@ def test_member_replace_of_a_primary_fails_its_shard_over_first(sc):
     assert not {"CLUSTERDOWN", "ConnectionError"} & set(writer.errors), writer.errors
 
 
+# About ten minutes (nine members applied, then six): `make e2e-slow`, not `make test`.
+@pytest.mark.slow
 def test_replicas_per_shard_up_to_two_and_back_to_one(sc):
     primaries = set(layout(sc, 1))
     rewrite(sc, sharding={"shards": 3, "replicasPerShard": 2})
