@@ -150,6 +150,7 @@ bench: images
 	$(BIN)/python benchmarks/postgresql.py
 	$(BIN)/python benchmarks/postgresql_ha.py
 	$(BIN)/python benchmarks/postgresql_backup.py
+	$(BIN)/python benchmarks/mariadb.py
 	$(BIN)/python benchmarks/mariadb_backup.py
 	$(BIN)/python benchmarks/redis_engine.py
 

@@ -29,9 +29,12 @@ NAME = "bench-pg"
 
 
 class Bench:
+    EXAMPLE = "examples/postgresql-replicated.yml"
+    PREFIX = NAME
+
     def __init__(self, work: Path, mode: str):
-        document = yaml.safe_load((ROOT / "examples/postgresql-replicated.yml").read_text())
-        document["metadata"]["name"] = f"{NAME}-{mode}"
+        document = yaml.safe_load((ROOT / self.EXAMPLE).read_text())
+        document["metadata"]["name"] = f"{self.PREFIX}-{mode}"
         document["spec"]["replication"] = {"mode": mode}
         self.name = document["metadata"]["name"]
         self.spec = work / f"{self.name}.yml"
