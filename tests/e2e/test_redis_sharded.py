@@ -309,6 +309,8 @@ def test_failover_after_a_primary_is_killed(sc):
     assert_every_key(sc)
 
 
+# About five minutes (a fourth shard, slots moved there and back): `make e2e-slow`, not `make test`.
+@pytest.mark.slow
 def test_scale_out_to_four_shards_and_back(sc):
     rewrite(sc, sharding={"shards": 4, "replicasPerShard": 1})
     run = sc.playbook("cluster_apply", "-vvv")
