@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 import tempfile
 import threading
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import pymysql
 import yaml
-from postgresql import Bench, around
+from postgresql import Bench, around, stop_the_primary_and_fail_over
 
 
 class MariaBench(Bench):
@@ -124,11 +123,7 @@ def run_mode(work: Path, mode: str) -> dict:
         cur.execute("CREATE TABLE ticks (id bigint PRIMARY KEY)")
     result["switchover"] = around(bench, 1, lambda: bench.playbook("switchover"), Writer)
 
-    def fail() -> float:
-        subprocess.run(["podman", "stop", "-t", "0", bench.primary()], check=True, capture_output=True)
-        return bench.playbook("failover")
-
-    result["failover_primary_killed"] = around(bench, 1_000_000, fail, Writer)
+    result["failover_primary_killed"] = around(bench, 1_000_000, lambda: stop_the_primary_and_fail_over(bench), Writer)
     bench.playbook("cluster_delete", "-e", f"confirm={bench.name}", "-e", "purge=true")
     return result
 
