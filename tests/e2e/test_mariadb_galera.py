@@ -105,17 +105,18 @@ def test_wsrep_runs_over_tls_with_the_cluster_ca(gal):
                     "socket.ssl_cert = /etc/trove/tls/server.crt", "socket.ssl_key = /etc/trove/tls/server.key",
                     f"gmcast.listen_addr = ssl://{address(gal, MEMBERS[0])}:4567"):  # fmt: skip
         assert setting in options, options
+    # Galera's binary frames may follow a handshake: decode with errors="replace".
     # The group communication port presents a certificate the cluster CA signed...
     served = subprocess.run(
         f"openssl s_client -connect {address(gal, MEMBERS[0])}:4567 -CAfile {gal.ca_file} -verify_return_error"
         " </dev/null 2>/dev/null | openssl x509 -noout -subject",
-        shell=True, capture_output=True, text=True, check=False, timeout=30,
+        shell=True, capture_output=True, text=True, errors="replace", check=False, timeout=30,
     )  # fmt: skip
     assert f"CN = {MEMBERS[0]}" in served.stdout, served
     # ...and a peer without a certificate from that CA gets no session: the member requires one.
     plain = subprocess.run(
         f"printf 'x' | openssl s_client -connect {address(gal, MEMBERS[0])}:4567 -CAfile {gal.ca_file} -quiet",
-        shell=True, capture_output=True, text=True, check=False, timeout=30,
+        shell=True, capture_output=True, text=True, errors="replace", check=False, timeout=30,
     )  # fmt: skip
     assert plain.returncode != 0 and "certificate required" in plain.stdout + plain.stderr, plain
     # A member's own certificate and key (signed by the CA) do get a session.
@@ -125,7 +126,7 @@ def test_wsrep_runs_over_tls_with_the_cluster_ca(gal):
          "-o", "LogLevel=ERROR", f"root@{address(gal, MEMBERS[1])}",
          f"openssl s_client -connect {address(gal, MEMBERS[0])}:4567 -CAfile /etc/trove/tls/ca.crt"
          " -cert /etc/trove/tls/server.crt -key /etc/trove/tls/server.key -verify_return_error </dev/null"],
-        capture_output=True, text=True, check=False, timeout=30,
+        capture_output=True, text=True, errors="replace", check=False, timeout=30,
     )  # fmt: skip
     assert "Verify return code: 0 (ok)" in peer.stdout, peer.stdout[-2000:]
     # Full state transfers (mariabackup through socat) are encrypted and verify the peer.
