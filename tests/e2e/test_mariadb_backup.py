@@ -213,6 +213,26 @@ def test_retention_keeps_the_newest_fulls(mbk, history):
     assert after and not after & before, (before, after)
 
 
+def test_restore_latest_with_nothing_committed_since_the_last_backup(mbk, history, tmp_path_factory, request):
+    """The archive's newest transaction is the last backup's: mariadb-binlog finds nothing to replay."""
+    insert(mbk, 401, 401)
+    wait_for(lambda: archived_gtid_reached(mbk), timeout=60)
+    backup(mbk, "incr")
+    target = restore_target(
+        request, tmp_path_factory, mbk, "mariadb-replicated.yml", "e2e-mbk-r3", topology="standalone", members=1
+    )
+    run = target.playbook("restore", "-e", f"source={NAME}", "-v")
+    assert_ok(run)
+    assert "target latest" in said(run)
+    # mariadb-binlog refuses to start at the archive's last transaction; the replay skips that archive.
+    assert f"binlog/{primary(mbk)}/: nothing after 0-" in run.output
+    assert rows(target, "e2e-mbk-r3-0") == (401, 401)
+    # The restored server's GTIDs go on from the source's (its own converge may have added some).
+    source_seq = int(admin(mbk, primary(mbk), "SELECT @@gtid_binlog_pos AS pos")[0]["pos"].split("-")[-1])
+    target_pos = admin(target, "e2e-mbk-r3-0", "SELECT @@gtid_binlog_pos AS pos")[0]["pos"]
+    assert int(target_pos.split("-")[-1]) >= source_seq, target_pos
+
+
 def test_second_apply_changes_nothing(mbk):
     assert_unchanged(mbk.playbook("cluster_apply"))
 
