@@ -136,6 +136,7 @@ def run_scenarios(bench, scenarios: dict, *, writer_class, healthy, prepare=lamb
             after = wait_for_primary(bench)
             results[name] = {**writer.result(), **figures, "primary_before": primary, "primary_after": after}
             results[name]["converged_after_apply"] = converged(bench, healthy)
+            print(json.dumps({name: results[name]}), file=sys.stderr)  # progress, kept if a later one fails
     finally:
         finish()
         bench.playbook("cluster_delete", "-e", f"confirm={bench.name}", "-e", "purge=true")

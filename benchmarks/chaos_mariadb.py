@@ -99,18 +99,35 @@ def answers(member: str, timeout: float = 120) -> bool:
     return False
 
 
+def release_waiting_commits(member: str) -> int:
+    """Kills the sessions whose commit waits for a semi-sync acknowledgement on a returning old
+    primary: no replica follows it any more, so they would wait mariadb_semisync_timeout (a day), and
+    cluster_apply's `SET GLOBAL read_only = ON` waits behind them. Their clients never got an
+    acknowledgement; the commits stay in its binary log (AFTER_SYNC)."""
+    query = "SELECT id FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for semi-sync ACK from slave'"
+    waiting = sql(member, query).split()
+    for session in waiting:
+        sql(member, f"KILL {session}")
+    return len(waiting)
+
+
 def rejoin(bench: ReplicatedBench, old: str) -> dict:
     """The returning old primary: writable before anything touches it? Then the documented way back:
     cluster_apply, or member_replace when it holds commits the new primary never received."""
     up = answers(old)
     writable = up and sql(old, "SELECT @@read_only") == "0"
+    released = release_waiting_commits(old) if up else 0
     try:
         bench.playbook("cluster_apply")
         way_back = "cluster_apply"
     except SystemExit:  # gtid_strict_mode refused it: replace it
         bench.playbook("member_replace", "-e", f"member={old}")
         way_back = "member_replace"
-    return {"old_primary_writable_on_return": writable, "old_primary_rejoined_by": way_back}
+    return {
+        "old_primary_writable_on_return": writable,
+        "old_primary_commits_waiting_for_ack_killed": released,
+        "old_primary_rejoined_by": way_back,
+    }
 
 
 def server_killed(bench: MariaBench, primary: str, writer: Writer) -> dict:
