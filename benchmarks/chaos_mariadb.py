@@ -85,8 +85,9 @@ def sql(member: str, query: str, timeout: float = 5) -> str:
     return in_member(member, "mariadb", "-NBe", query, timeout=timeout)
 
 
-def status(member: str, name: str) -> str:
-    return sql(member, f"SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{name}'")
+def status(member: str, name: str, timeout: float = 5) -> str:
+    query = f"SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = '{name}'"
+    return sql(member, query, timeout)
 
 
 def answers(member: str, timeout: float = 120) -> bool:
@@ -256,6 +257,8 @@ def broken(result: dict) -> list[str]:
         problems.append(f"{result['lost_commits']} acknowledged commits lost")
     if result.get("split_brain"):
         problems.append("the cut-off primary could acknowledge writes after the new primary took some")
+    if "cut_off_member_non_primary_after_s" in result and result["cut_off_member_non_primary_after_s"] is None:
+        problems.append("the cut-off Galera member never turned non-primary")
     if result.get("cut_off_member_took_writes"):
         problems.append("the cut-off Galera member accepted writes")
     if "rejoined_after_s" in result and result["rejoined_after_s"] is None:
