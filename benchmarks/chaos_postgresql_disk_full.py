@@ -29,6 +29,7 @@ from __future__ import annotations
 import itertools
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -100,7 +101,7 @@ def fill(replica: str, primary: str) -> None:
     zeros = ["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "oflag=append", "conv=notrunc"]
     subprocess.run(zeros, check=False, capture_output=True)  # ends with "No space left on device"
     for _ in range(3):  # new WAL segments: the replica must find room for each
-        member_sql(primary, "SELECT pg_switch_wal()")
+        member_sql(primary, "SELECT pg_switch_wal()", timeout=30)  # a loaded machine answers slowly
         time.sleep(1)
 
 
@@ -224,6 +225,8 @@ def main() -> None:
             "disk_grown": full_replica(grow_disk),
             "member_replaced": full_replica(replace_member),
         }
+        # All of them, or those named on the command line.
+        scenarios = {name: scenarios[name] for name in sys.argv[1:]} or scenarios
         results = run_scenarios(
             bench, scenarios, writer_class=Writer, healthy=streams_to_two, prepare=prepare, finish=finish
         )
