@@ -157,6 +157,9 @@ bench: images
 chaos: images
 	$(BIN)/python benchmarks/chaos_postgresql_ha.py
 	$(BIN)/python benchmarks/chaos_redis_sentinel.py
+	$(BIN)/python benchmarks/chaos_mariadb.py
+	$(BIN)/python benchmarks/chaos_redis_sharded.py
+	$(BIN)/python benchmarks/chaos_postgresql_disk_full.py
 
 # Removes the demo cluster (with its volumes) and clusters left by interrupted test runs.
 clean:

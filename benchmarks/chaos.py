@@ -101,8 +101,12 @@ def member_killed(bench, primary: str, writer) -> dict:
 
 
 def converged(bench, healthy: Callable[[str], bool]) -> bool:
-    """After cluster_apply, healthy(primary) within 2 minutes."""
-    bench.playbook("cluster_apply")
+    """After cluster_apply, healthy(primary) within 2 minutes (False when the apply fails)."""
+    try:
+        bench.playbook("cluster_apply")
+    except SystemExit as failed:  # reported; the next scenarios and the clean-up still run
+        print(failed, file=sys.stderr)
+        return False
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -114,25 +118,39 @@ def converged(bench, healthy: Callable[[str], bool]) -> bool:
     return False
 
 
-def run(bench, header: dict, scenarios: dict, *, writer_class, healthy, broken, prepare=lambda: None) -> None:
-    """Each scenario's fault(bench, primary, writer) under writes on a fresh cluster; prints the
-    JSON and exits non-zero with what broken(result) finds."""
+def run_scenarios(bench, scenarios: dict, *, writer_class, healthy, prepare=lambda: None, finish=lambda: None) -> dict:
+    """Each scenario's fault(bench, primary, writer) under writes on a fresh cluster, then
+    `cluster_apply`; finish() runs before the cluster is deleted."""
     bench.playbook("cluster_delete", "-e", f"confirm={bench.name}", "-e", "purge=true")
     bench.playbook("cluster_apply")
     prepare()
     results = {}
-    for n, (name, fault) in enumerate(scenarios.items()):
-        writer = writer_class(bench, n * 1_000_000 + 1)
-        writer.start()
-        time.sleep(2)
-        primary = bench.primary()
-        figures = fault(bench, primary, writer)
-        time.sleep(2)
-        after = wait_for_primary(bench)
-        results[name] = {**writer.result(), **figures, "primary_before": primary, "primary_after": after}
-        results[name]["converged_after_apply"] = converged(bench, healthy)
-    bench.playbook("cluster_delete", "-e", f"confirm={bench.name}", "-e", "purge=true")
+    try:
+        for n, (name, fault) in enumerate(scenarios.items()):
+            writer = writer_class(bench, n * 1_000_000 + 1)
+            writer.start()
+            time.sleep(2)
+            primary = bench.primary()
+            figures = fault(bench, primary, writer)
+            time.sleep(2)
+            after = wait_for_primary(bench)
+            results[name] = {**writer.result(), **figures, "primary_before": primary, "primary_after": after}
+            results[name]["converged_after_apply"] = converged(bench, healthy)
+            print(json.dumps({name: results[name]}), file=sys.stderr)  # progress, kept if a later one fails
+    finally:
+        finish()
+        bench.playbook("cluster_delete", "-e", f"confirm={bench.name}", "-e", "purge=true")
+    return results
+
+
+def report(header: dict, results: dict, broken) -> None:
+    """Prints the JSON; exits non-zero with what broken(result) finds in any scenario."""
     print(json.dumps({**header, **results}, indent=2))
     problems = {name: p for name, result in results.items() if (p := broken(result))}
     if problems:
         sys.exit(f"invariants broken: {problems}")
+
+
+def run(bench, header: dict, scenarios: dict, *, writer_class, healthy, broken, **hooks) -> None:
+    """run_scenarios, then report."""
+    report(header, run_scenarios(bench, scenarios, writer_class=writer_class, healthy=healthy, **hooks), broken)
