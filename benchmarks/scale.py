@@ -7,7 +7,8 @@ are the way to apply several. Reports each cluster's wall time, the step's total
 growth against one cluster; every step starts from no cluster and ends by deleting them.
 
 SCALE_STEPS ("1,5,10") picks the steps; SCALE_PROFILE picks the Ansible settings measured:
-`configured` (ansible.cfg as it is) or `untuned` (ansible.cfg before docs/performance.md's tuning).
+`configured` (ansible.cfg as it is) or `plain` (Ansible's defaults instead of its pipelining and
+SSH connection reuse: what the settings in docs/performance.md save).
 Run with `make scale` (needs the images: `make images`).
 """
 
@@ -30,7 +31,10 @@ BIN = Path(sys.executable).parent
 SSH_TIMEOUT = int(os.environ.get("SCALE_SSH_TIMEOUT", "600"))
 PROFILES = {
     "configured": {},
-    "untuned": {"ANSIBLE_INTERNAL_POLL_INTERVAL": "0.001"},
+    "plain": {
+        "ANSIBLE_PIPELINING": "False",
+        "ANSIBLE_SSH_ARGS": "-o ControlMaster=no -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no",
+    },
 }
 
 
