@@ -24,7 +24,7 @@ export PATH := $(BIN):$(PATH)
 # The project's own podman settings (installed by the image/backend roles); /etc is left alone.
 export CONTAINERS_CONF := /var/lib/trove-dbaas/containers.conf
 
-.PHONY: help deps gates docs-deps images demo test unit e2e e2e-slow lint build galaxy sanity importer ee docs release-notes bench chaos clean
+.PHONY: help deps gates docs-deps images demo test unit e2e e2e-slow lint build galaxy sanity importer ee docs release-notes bench chaos scale clean
 help:
 	@echo "make demo   - install, build images, apply $(DEMO), show status and DSN"
 	@echo "make test   - lint, unit, galaxy, importer, ee, sanity, docs, then end-to-end tests on real containers (what CI runs)"
@@ -38,7 +38,8 @@ help:
 	@echo "make docs   - lint the collection docs and changelog, build the HTML docs in build/docs/build/html"
 	@echo "make release-notes - fold changelog fragments into CHANGELOG.rst for galaxy.yml's version (docs/releasing.md)"
 	@echo "make bench  - switchover/failover write gaps, apply times, backup/restore MB/s (JSON)"
-	@echo "make chaos  - faults injected into real members under writes: outage, lost writes, split brain (JSON)"
+	@echo "make chaos  - faults injected into real members under writes: outage, lost writes, split brain, killed playbooks (JSON)"
+	@echo "make scale  - apply time of 1, 5 and 10 clusters applied at once (JSON)"
 	@echo "make clean  - delete test/demo clusters and build output"
 
 $(VENV)/.installed: requirements.txt
@@ -160,6 +161,11 @@ chaos: images
 	$(BIN)/python benchmarks/chaos_mariadb.py
 	$(BIN)/python benchmarks/chaos_redis_sharded.py
 	$(BIN)/python benchmarks/chaos_postgresql_disk_full.py
+	$(BIN)/python benchmarks/chaos_interrupted.py
+
+# Apply time of 1, 5 and 10 clusters applied at once (docs/performance.md).
+scale: images
+	$(BIN)/python benchmarks/scale.py
 
 # Removes the demo cluster (with its volumes) and clusters left by interrupted test runs.
 clean:
