@@ -79,7 +79,7 @@ ENGINE_ONLY_USER_FIELDS = (("keys", "redis"), ("commands", "redis"))
 # Engines whose synchronous mode waits for exactly one replica (MariaDB semi-synchronous replication).
 SINGLE_ACK_ENGINES = frozenset({"mariadb"})
 BACKENDS = ("container", "ironic", "nova")
-AVAILABLE_BACKENDS = frozenset({"container"})
+AVAILABLE_BACKENDS = frozenset({"container", "nova"})
 # Repository directory per repository type: on the repository member's volume, or a bucket prefix.
 DEFAULT_BACKUP_PATHS: dict[str, str] = {"member": "/srv/data/backup", "s3": "/trove-dbaas"}
 # Names the roles create themselves or that engines ship with.
