@@ -101,6 +101,7 @@ def nova_members(servers: list[dict[str, Any]], network: str, management_network
 
     `address` is the member's fixed address on the tenant network (replication and clients);
     `ssh_address` the one on the management network the controller reaches, when there is one.
+    The networks come from the servers' metadata, else from the arguments.
     """
 
     def fixed_address(server: dict[str, Any], name: str) -> str:
@@ -114,7 +115,9 @@ def nova_members(servers: list[dict[str, Any]], network: str, management_network
         metadata = server.get("metadata") or {}
         if f"{METADATA}cluster" not in metadata:
             continue
-        address = fixed_address(server, metadata.get(f"{METADATA}network", network))
+        tenant = metadata.get(f"{METADATA}network", network)
+        management = metadata.get(f"{METADATA}management-network", management_network or tenant)
+        address = fixed_address(server, tenant)
         status = str(server.get("status") or "")
         members.append(
             {
@@ -124,8 +127,8 @@ def nova_members(servers: list[dict[str, Any]], network: str, management_network
                 "backend": metadata.get(f"{METADATA}backend", "nova"),
                 "api_version": metadata.get(f"{METADATA}api-version", ""),
                 "address": address,
-                "ssh_address": fixed_address(server, management_network or network) or address,
-                "network": metadata.get(f"{METADATA}network", network),
+                "ssh_address": fixed_address(server, management) or address,
+                "network": tenant,
                 "placement": int(metadata.get(f"{METADATA}placement", 0)),
                 "role": metadata.get(f"{METADATA}role", "database"),
                 "state": NOVA_STATES.get(status, status.lower()),
