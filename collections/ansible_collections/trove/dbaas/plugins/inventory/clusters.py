@@ -140,6 +140,11 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 from ansible.utils.display import Display
 from ansible_collections.trove.dbaas.plugins.module_utils import _members
 
+try:  # only openstack_clouds needs openstacksdk
+    import openstack
+except ImportError:
+    openstack = None
+
 display = Display()
 
 LABEL_PREFIX = "trove.dbaas/"
@@ -347,10 +352,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
 
     @staticmethod
     def _list_servers(cloud: str) -> list[dict[str, Any]]:
-        try:
-            import openstack
-        except ImportError as exc:
-            raise AnsibleParserError("openstack_clouds needs openstacksdk on the controller") from exc
+        if openstack is None:
+            raise AnsibleParserError("openstack_clouds needs openstacksdk on the controller")
         try:
             with openstack.connect(cloud=cloud) as conn:
                 return [server.to_dict() for server in conn.compute.servers(details=True)]
