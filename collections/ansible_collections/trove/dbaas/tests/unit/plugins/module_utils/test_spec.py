@@ -634,6 +634,17 @@ RULE_CASES = [
         "spec.placement[0].nova: 'network' is a required property",
     ),
     (
+        {
+            "tls": {"enabled": False},
+            "placement": [
+                {"backend": "nova", "count": 2, "nova": {"cloud": "east", "flavor": "f", "network": "n"}},
+                {"backend": "nova", "nova": {"cloud": "west", "flavor": "f", "network": "n"}},
+            ],
+        },
+        "spec.tls.enabled: must be true when members span cloud 'east' and cloud 'west'; "
+        "replication between them uses TLS only",
+    ),
+    (
         {"placement": [{"backend": "ironic", "ironic": {"cloud": "c"}}]},
         "spec.placement[0].backend: 'ironic' is not available yet; available: container, nova",
     ),
