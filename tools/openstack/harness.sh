@@ -16,6 +16,9 @@ HOST=127.0.0.1
 declare -A PORT=([keystone]=5000 [placement]=8778 [glance]=9292 [neutron]=9696 [nova-api]=8774 [ironic]=6385 [rabbitmq]=5672)
 # The Erlang port mapper of our own RabbitMQ node, so that `down` can stop it without touching others.
 EPMD_PORT=14369
+# Services starting together write the same sqlite files (keystone's tokens, nova's instances): a
+# writer waits up to a minute for the lock instead of failing with "database is locked".
+SQLITE_WAIT="?timeout=60"
 ETC=$STATE/etc
 LOGS=$STATE/logs
 RUN=$STATE/run
@@ -63,8 +66,8 @@ EOF
 
 # The sqlite database and lock directory sections of service NAME.
 local_sections() {
-  printf '[database]\nconnection = sqlite:///%s/%s.db\n[oslo_concurrency]\nlock_path = %s/%s/locks\n' \
-    "$STATE" "$1" "$STATE" "$1"
+  printf '[database]\nconnection = sqlite:///%s/%s.db%s\n[oslo_concurrency]\nlock_path = %s/%s/locks\n' \
+    "$STATE" "$1" "$SQLITE_WAIT" "$STATE" "$1"
 }
 
 write_configs() {
@@ -73,7 +76,7 @@ write_configs() {
     "$STATE"/{glance/images,nova/locks,neutron/locks,ironic/locks}
   cat >"$ETC/keystone/keystone.conf" <<EOF
 [database]
-connection = sqlite:///$STATE/keystone.db
+connection = sqlite:///$STATE/keystone.db$SQLITE_WAIT
 [token]
 provider = fernet
 [fernet_tokens]
@@ -82,7 +85,7 @@ key_repository = $STATE/keystone/fernet-keys
 key_repository = $STATE/keystone/credential-keys
 EOF
   {
-    printf '[placement_database]\nconnection = sqlite:///%s/placement.db\n[api]\nauth_strategy = keystone\n' "$STATE"
+    printf '[placement_database]\nconnection = sqlite:///%s/placement.db%s\n[api]\nauth_strategy = keystone\n' "$STATE" "$SQLITE_WAIT"
     auth_section keystone_authtoken placement
   } >"$ETC/placement/placement.conf"
   cat "$VENV/etc/glance/glance-api-paste.ini" >"$ETC/glance/glance-api-paste.ini"
@@ -92,7 +95,7 @@ EOF
 enabled_backends = file:file
 workers = 1
 [database]
-connection = sqlite:///$STATE/glance.db
+connection = sqlite:///$STATE/glance.db$SQLITE_WAIT
 [glance_store]
 default_backend = file
 [file]
@@ -165,8 +168,8 @@ EOF
     echo "send_service_user_token = true"
   } >"$ETC/nova/nova.conf"
   # Only the controllers get the databases: nova-compute goes through the conductor.
-  printf '[api_database]\nconnection = sqlite:///%s/nova_api.db\n[database]\nconnection = sqlite:///%s/nova_cell1.db\n' \
-    "$STATE" "$STATE" >"$ETC/nova/nova-db.conf"
+  printf '[api_database]\nconnection = sqlite:///%s/nova_api.db%s\n[database]\nconnection = sqlite:///%s/nova_cell1.db%s\n' \
+    "$STATE" "$SQLITE_WAIT" "$STATE" "$SQLITE_WAIT" >"$ETC/nova/nova-db.conf"
   # Fake hardware: nodes go through enroll, manage, provide and deploy without any BMC.
   {
     cat <<EOF
@@ -288,7 +291,7 @@ from neutron.db.migration.models import head
 head.get_metadata().create_all(sqlalchemy.create_engine(sys.argv[1]))' "sqlite:///$STATE/neutron.db"
   step "${neutron[@]}" stamp heads
   step "${nova[@]}" api_db sync
-  step "${nova[@]}" cell_v2 map_cell0 --database_connection "sqlite:///$STATE/nova_cell0.db"
+  step "${nova[@]}" cell_v2 map_cell0 --database_connection "sqlite:///$STATE/nova_cell0.db$SQLITE_WAIT"
   step "${nova[@]}" cell_v2 create_cell --name cell1
   step "${nova[@]}" db sync
   step "$VENV/bin/ironic-dbsync" --config-file "$ETC/ironic/ironic.conf" create_schema
@@ -335,6 +338,7 @@ up() {
   local deadline=$((SECONDS + 180))
   until "$VENV/bin/nova-manage" "${NOVA_DB_CONF[@]}" cell_v2 discover_hosts --strict >/dev/null 2>&1; do
     ((SECONDS < deadline)) || { log "nova-compute never registered: $LOGS/nova-compute.log"; exit 1; }
+    for s in $SERVICES; do alive "$s" || { log "$s stopped: see $LOGS/$s.log"; exit 1; }; done
     sleep 2
   done
   HARNESS_HOST=$HOST "$VENV/bin/python" "$here/bootstrap.py" resources "$STATE"
