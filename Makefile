@@ -24,7 +24,8 @@ export PATH := $(BIN):$(PATH)
 # The project's own podman settings (installed by the image/backend roles); /etc is left alone.
 export CONTAINERS_CONF := /var/lib/trove-dbaas/containers.conf
 
-.PHONY: help deps gates docs-deps images demo test unit e2e e2e-slow lint build galaxy sanity importer ee docs release-notes bench chaos scale clean
+.PHONY: help deps gates docs-deps images demo test unit e2e e2e-slow lint build galaxy sanity importer ee docs release-notes bench chaos scale clean \
+  openstack-up openstack-down openstack-smoke openstack-test
 help:
 	@echo "make demo   - install, build images, apply $(DEMO), show status and DSN"
 	@echo "make test   - lint, unit, galaxy, importer, ee, sanity, docs, then end-to-end tests on real containers (what CI runs)"
@@ -41,6 +42,9 @@ help:
 	@echo "make chaos  - faults injected into real members under writes: outage, lost writes, split brain, killed playbooks (JSON)"
 	@echo "make scale  - apply time of 1, 5 and 10 clusters applied at once (JSON)"
 	@echo "make clean  - delete test/demo clusters and build output"
+	@echo "make openstack-up / openstack-down - a local OpenStack on 127.0.0.1 (docs/development/openstack-harness.md)"
+	@echo "make openstack-smoke - server group, security group, ports and a server on it, read back and deleted"
+	@echo "make openstack-test - the nova backend's tests against the local OpenStack (brings it up)"
 
 $(VENV)/.installed: requirements.txt
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -166,6 +170,22 @@ chaos: images
 # Apply time of 1, 5 and 10 clusters applied at once (docs/performance.md).
 scale: images
 	$(BIN)/python benchmarks/scale.py
+
+# A local OpenStack (keystone, placement, glance, neutron, nova with the fake driver, ironic with fake
+# hardware) for the nova/ironic backends' tests: its own Python 3.12 venv (.venv-openstack), state
+# and logs in build/openstack.
+openstack-up:
+	tools/openstack/harness.sh up
+
+openstack-down:
+	tools/openstack/harness.sh down
+
+openstack-smoke: deps openstack-up
+	eval "$$(tools/openstack/harness.sh env)" && $(BIN)/python tools/openstack/smoke.py
+
+# Clusters applied and deleted with the nova backend, read back through openstacksdk (docs/openstack.md).
+openstack-test: deps openstack-up
+	eval "$$(tools/openstack/harness.sh env)" && $(BIN)/python -m pytest tests/openstack -v -p no:cacheprovider
 
 # Removes the demo cluster (with its volumes) and clusters left by interrupted test runs.
 clean:

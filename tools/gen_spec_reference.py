@@ -277,8 +277,8 @@ def _other_rules(spec: Mapping[str, Any]) -> list[str]:
         "",
         "### Placement",
         "",
-        f"- Available backends: {_names(sorted(_spec.AVAILABLE_BACKENDS))}. "
-        f"{_names(later)} are accepted by the schema but refused as not available yet.",
+        f"- Available backends: {_names(sorted(_spec.AVAILABLE_BACKENDS))}. {_names(later)} "
+        f"{'is' if len(later) == 1 else 'are'} accepted by the schema but refused as not available yet.",
         "- The `count` values add up to `spec.members`. At most one entry may leave `count` out; it takes the rest, "
         "which must be at least 1.",
         "- An entry carries only the options object of its own backend; that object is created with its defaults "

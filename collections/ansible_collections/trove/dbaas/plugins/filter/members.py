@@ -1,4 +1,5 @@
-"""Filters for member planning: trove.dbaas.podman_members, free_addresses, plan_members."""
+"""Filters for member planning: trove.dbaas.podman_members, nova_members, security_group_rule, free_addresses,
+plan_members."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "podman_members": _members.podman_members,
+            "nova_members": _members.nova_members,
+            "security_group_rule": _members.security_group_rule,
             "free_addresses": free_addresses,
             "plan_members": _members.plan_members,
         }

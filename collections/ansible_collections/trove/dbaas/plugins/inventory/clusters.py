@@ -2,10 +2,13 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: clusters
-short_description: Database cluster members discovered from podman container labels
+short_description: Database cluster members discovered from podman container labels and OpenStack metadata
 version_added: 0.1.0
 description:
-  - Builds an inventory of trove.dbaas cluster members by listing labelled containers on one or more podman hosts.
+  - Builds an inventory of trove.dbaas cluster members by listing labelled containers on one or more podman hosts
+    and labelled servers in one or more OpenStack clouds (O(openstack_clouds)).
+  - A server's C(trove.dbaas.*) metadata holds the same labels (Nova metadata keys allow no C(/)); its
+    C(ansible_host) is its address on the management network, C(trove_address) the one on the tenant network.
   - Every member container carries the C(trove.dbaas/*) labels written by the container backend
     (C(cluster), C(member), C(engine), C(api-version), C(backend), C(address), C(network)).
     The labels are the only state; nothing is stored locally.
@@ -78,6 +81,13 @@ options:
     description: Only include members of these clusters. All clusters are included when unset or empty.
     type: list
     elements: str
+  openstack_clouds:
+    description:
+      - Cloud names in clouds.yaml whose servers are listed (openstacksdk on the controller); members of one
+        cluster may be spread over several clouds. The host variable C(trove_cloud) names a member's cloud.
+    type: list
+    elements: str
+    default: []
   command_timeout:
     description: Seconds to wait for each podman (or ssh) command before failing.
     type: int
@@ -90,6 +100,12 @@ EXAMPLES = r"""
 plugin: trove.dbaas.clusters
 podman_hosts:
   - localhost
+
+---
+# Members on podman and in two OpenStack clouds (clouds.yaml names)
+plugin: trove.dbaas.clusters
+podman_hosts: [localhost]
+openstack_clouds: [cloud-a, cloud-b]
 
 ---
 # Two podman hosts, only the pg-demo cluster, extra groups by container state and member name
@@ -122,6 +138,12 @@ from typing import Any
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 from ansible.utils.display import Display
+from ansible_collections.trove.dbaas.plugins.module_utils import _members
+
+try:  # only openstack_clouds needs openstacksdk
+    import openstack
+except ImportError:
+    openstack = None
 
 display = Display()
 
@@ -166,6 +188,12 @@ class Member:
     container_id: str | None
     podman_host: str
     role: str = "database"
+    ssh_address: str | None = None
+    cloud: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"cloud '{self.cloud}'" if self.cloud else f"podman host '{self.podman_host}'"
 
 
 def run_command(argv: list[str], env: dict[str, str] | None, timeout: int) -> CommandResult:
@@ -262,6 +290,25 @@ def to_member(container: Mapping[str, Any], host_name: str) -> Member | None:
     )
 
 
+def nova_member(record: Mapping[str, Any], cloud: str) -> Member:
+    """A member record of _members.nova_members as a Member of this inventory."""
+    return Member(
+        cluster=record["cluster"],
+        member=record["name"],
+        engine=record["engine"],
+        address=record["address"],
+        backend=record["backend"],
+        api_version=record["api_version"],
+        network=record["network"],
+        state=record["state"],
+        container_id=record["id"],
+        podman_host="",
+        role=record["role"],
+        ssh_address=record["ssh_address"],
+        cloud=cloud,
+    )
+
+
 def default_key_file() -> str | None:
     """The controller key the cluster playbooks create, when it exists."""
     home = os.environ.get("TROVE_HOME") or os.path.expanduser("~/.local/share/trove-dbaas")
@@ -299,7 +346,19 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
                 member = to_member(container, host.name)
                 if member is not None:
                     members.append(member)
+        for cloud in self.get_option("openstack_clouds") or []:
+            members += [nova_member(record, cloud) for record in _members.nova_members(self._list_servers(cloud), "")]
         return members
+
+    @staticmethod
+    def _list_servers(cloud: str) -> list[dict[str, Any]]:
+        if openstack is None:
+            raise AnsibleParserError("openstack_clouds needs openstacksdk on the controller")
+        try:
+            with openstack.connect(cloud=cloud) as conn:
+                return [server.to_dict() for server in conn.compute.servers(details=True)]
+        except openstack.exceptions.SDKException as exc:
+            raise AnsibleParserError(f"cloud '{cloud}': {exc}") from exc
 
     def _list_containers(self, host: PodmanHost) -> list[dict[str, Any]]:
         argv, env = build_command(host, self.get_option("podman_executable"), self.get_option("containers_conf"))
@@ -319,14 +378,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             first = seen.setdefault(member.member, member)
             if first is not member:
                 display.warning(
-                    f"trove.dbaas.clusters: member '{member.member}' found on podman hosts '{first.podman_host}' "
-                    f"and '{member.podman_host}'; using '{first.podman_host}'"
+                    f"trove.dbaas.clusters: member '{member.member}' found on {first.where} "
+                    f"and {member.where}; using {first.where}"
                 )
         return list(seen.values())
 
     def _host_vars(self, member: Member) -> dict[str, Any]:
         hostvars: dict[str, Any] = {
-            "ansible_host": member.address,
+            "ansible_host": member.ssh_address or member.address,
             "ansible_user": self.get_option("ansible_user"),
             "trove_cluster": member.cluster,
             "trove_member": member.member,
@@ -336,10 +395,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             "trove_address": member.address,
             "trove_network": member.network,
             "trove_state": member.state,
-            "trove_podman_host": member.podman_host,
+            "trove_podman_host": member.podman_host or None,
             "trove_container_id": member.container_id,
             "trove_role": member.role,
         }
+        if member.cloud:
+            hostvars["trove_cloud"] = member.cloud
         key_file = self.get_option("ssh_private_key_file") or default_key_file()
         if key_file:
             hostvars["ansible_ssh_private_key_file"] = key_file

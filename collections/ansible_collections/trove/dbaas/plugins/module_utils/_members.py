@@ -89,3 +89,62 @@ def plan_members(
         plan += [{"name": f"{cluster}-{i}", "placement": entry_no, "backend": entry["backend"]} for i in new_indexes]
         next_index = new_indexes.stop
     return plan
+
+
+NOVA_STATES = {"ACTIVE": "running", "SHUTOFF": "stopped"}
+# Nova metadata keys allow no "/" (^[a-zA-Z0-9-_:. ]{1,255}$): the podman labels' names with a dot.
+METADATA = "trove.dbaas."
+
+
+def nova_members(servers: list[dict[str, Any]], network: str, management_network: str = "") -> list[dict[str, Any]]:
+    """Turn OpenStack server records (openstack.cloud.server_info) into member records, sorted by name.
+
+    `address` is the member's fixed address on the tenant network (replication and clients);
+    `ssh_address` the one on the management network the controller reaches, when there is one.
+    The networks come from the servers' metadata, else from the arguments.
+    """
+
+    def fixed_address(server: dict[str, Any], name: str) -> str:
+        for entry in (server.get("addresses") or {}).get(name) or []:
+            if entry.get("OS-EXT-IPS:type", "fixed") == "fixed" and entry.get("version", 4) == 4:
+                return str(entry.get("addr", ""))
+        return ""
+
+    members = []
+    for server in servers or []:
+        metadata = server.get("metadata") or {}
+        if f"{METADATA}cluster" not in metadata:
+            continue
+        tenant = metadata.get(f"{METADATA}network", network)
+        management = metadata.get(f"{METADATA}management-network", management_network or tenant)
+        address = fixed_address(server, tenant)
+        status = str(server.get("status") or "")
+        members.append(
+            {
+                "name": metadata.get(f"{METADATA}member", server.get("name", "")),
+                "cluster": metadata[f"{METADATA}cluster"],
+                "engine": metadata.get(f"{METADATA}engine", ""),
+                "backend": metadata.get(f"{METADATA}backend", "nova"),
+                "api_version": metadata.get(f"{METADATA}api-version", ""),
+                "address": address,
+                "ssh_address": fixed_address(server, management) or address,
+                "network": tenant,
+                "placement": int(metadata.get(f"{METADATA}placement", 0)),
+                "role": metadata.get(f"{METADATA}role", "database"),
+                "state": NOVA_STATES.get(status, status.lower()),
+                "id": server.get("id", ""),
+            }
+        )
+    return sorted(members, key=lambda m: (m["cluster"], member_index(m["name"]), m["name"]))
+
+
+def security_group_rule(cidr: str, protocol: str, port: int) -> dict[str, Any]:
+    """An ingress rule of openstack.cloud.security_group for one port from one network."""
+    network = ipaddress.ip_network(cidr, strict=False)
+    return {
+        "protocol": protocol,
+        "port_range_min": int(port),
+        "port_range_max": int(port),
+        "remote_ip_prefix": str(network),
+        "ether_type": f"IPv{network.version}",
+    }

@@ -79,7 +79,7 @@ ENGINE_ONLY_USER_FIELDS = (("keys", "redis"), ("commands", "redis"))
 # Engines whose synchronous mode waits for exactly one replica (MariaDB semi-synchronous replication).
 SINGLE_ACK_ENGINES = frozenset({"mariadb"})
 BACKENDS = ("container", "ironic", "nova")
-AVAILABLE_BACKENDS = frozenset({"container"})
+AVAILABLE_BACKENDS = frozenset({"container", "nova"})
 # Repository directory per repository type: on the repository member's volume, or a bucket prefix.
 DEFAULT_BACKUP_PATHS: dict[str, str] = {"member": "/srv/data/backup", "s3": "/trove-dbaas"}
 # Names the roles create themselves or that engines ship with.
@@ -528,7 +528,22 @@ def _check_placement(spec: Mapping[str, Any]) -> list[str]:
         )
     elif total != members:
         errors.append(f"spec.placement: counts add up to {total} but spec.members is {members}")
-    return errors + _check_container_networks(placement)
+    return errors + _check_container_networks(placement) + _check_sites_tls(spec)
+
+
+def _site(entry: Mapping[str, Any]) -> str:
+    """Where a placement entry's members run: a podman host or a cloud."""
+    options = entry.get(entry["backend"]) or {}
+    return f"cloud {options['cloud']!r}" if "cloud" in options else f"podman host {options.get('host', 'localhost')!r}"
+
+
+def _check_sites_tls(spec: Mapping[str, Any]) -> list[str]:
+    # Replication between clouds (or a cloud and a podman host) crosses networks the cluster does not own.
+    sites = list(dict.fromkeys(_site(entry) for entry in spec["placement"]))
+    if len(sites) < 2 or not any(site.startswith("cloud") for site in sites) or spec["tls"]["enabled"]:
+        return []
+    span = " and ".join(sites)
+    return [f"spec.tls.enabled: must be true when members span {span}; replication between them uses TLS only"]
 
 
 def _check_container_networks(placement: list[Mapping[str, Any]]) -> list[str]:

@@ -266,7 +266,7 @@ def test_duplicate_member_keeps_first_host(tmp_path: Path, display: FakeDisplay)
     runner = FakeRunner({"a": ok("podman_ps_remote.json"), "b": ok("podman_ps_remote.json")})
     inventory, _ = run_inventory(tmp_path, runner, podman_hosts=[{"name": "b"}, {"name": "a"}])
     assert host_vars(inventory, "invtest-maria-0")["trove_podman_host"] == "a"
-    assert sum("found on podman hosts 'a' and 'b'" in w for w in display.warnings) == 2
+    assert sum("found on podman host 'a' and podman host 'b'" in w for w in display.warnings) == 2
 
 
 def test_constructed_options(tmp_path: Path) -> None:
@@ -308,3 +308,42 @@ def test_wrong_plugin_name(tmp_path: Path) -> None:
     path.write_text("plugin: constructed\n")
     with pytest.raises(AnsibleParserError, match="Incorrect plugin name"):
         make_plugin().parse(InventoryData(), DataLoader(), str(path))
+
+
+def nova_server(name: str, cloud: str, tenant: str, management: str) -> dict[str, Any]:
+    fixed = {"OS-EXT-IPS:type": "fixed", "version": 4}
+    return {
+        "id": f"{cloud}-{name}",
+        "name": name,
+        "status": "ACTIVE",
+        "addresses": {"tenant": [{"addr": tenant, **fixed}], "mgmt": [{"addr": management, **fixed}]},
+        "metadata": {
+            "trove.dbaas.cluster": "multi",
+            "trove.dbaas.member": name,
+            "trove.dbaas.engine": "postgresql",
+            "trove.dbaas.backend": "nova",
+            "trove.dbaas.network": "tenant",
+            "trove.dbaas.management-network": "mgmt",
+        },
+    }
+
+
+def test_members_across_clouds_join_one_cluster_reached_on_the_management_network(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    servers = {
+        "east": [nova_server("multi-0", "east", "10.0.0.5", "192.168.0.5"), {"id": "x", "name": "web", "metadata": {}}],
+        "west": [nova_server("multi-1", "west", "10.1.0.5", "192.168.1.5")],
+    }
+    monkeypatch.setattr(clusters.InventoryModule, "_list_servers", staticmethod(servers.__getitem__))
+    inventory, _ = run_inventory(tmp_path, FakeRunner({}), podman_hosts=[], openstack_clouds=["east", "west"])
+    assert host_names(inventory, "trove_cluster_multi") == ["multi-0", "multi-1"]
+    assert host_names(inventory, "trove_backend_nova") == ["multi-0", "multi-1"]
+    west = host_vars(inventory, "multi-1")
+    assert (west["ansible_host"], west["trove_address"], west["trove_cloud"], west["trove_state"]) == (
+        "192.168.1.5",
+        "10.1.0.5",
+        "west",
+        "running",
+    )
+    assert west["trove_podman_host"] is None

@@ -77,3 +77,46 @@ def test_plan_replaces_a_retired_member_with_a_new_name():
     placement = [{"backend": "container", "count": 3}]
     plan = _members.plan_members("pg", placement, _existing("pg-0", "pg-1", "pg-2"), retire=["pg-1"])
     assert [m["name"] for m in plan] == ["pg-0", "pg-2", "pg-3"]
+
+
+def server(name: str, status: str, addresses: dict, **metadata: str) -> dict:
+    return {"id": f"id-{name}", "name": name, "status": status, "addresses": addresses, "metadata": metadata}
+
+
+def test_nova_members_take_the_tenant_address_and_the_management_one_for_ssh():
+    fixed = {"OS-EXT-IPS:type": "fixed", "version": 4}
+    servers = [
+        server(
+            "db-1",
+            "SHUTOFF",
+            {"tenant": [{"addr": "fd00::5", **fixed, "version": 6}, {"addr": "10.0.0.6", **fixed}], "mgmt": []},
+            **{"trove.dbaas.cluster": "db", "trove.dbaas.member": "db-1", "trove.dbaas.placement": "1"},
+        ),
+        server(
+            "db-0",
+            "ACTIVE",
+            {
+                "tenant": [{"addr": "10.0.0.5", **fixed}, {"addr": "203.0.113.9", "OS-EXT-IPS:type": "floating"}],
+                "mgmt": [{"addr": "192.168.9.5", **fixed}],
+            },
+            **{"trove.dbaas.cluster": "db", "trove.dbaas.member": "db-0", "trove.dbaas.role": "repository"},
+        ),
+        server("other", "ACTIVE", {}),
+    ]
+    got = _members.nova_members(servers, "tenant", "mgmt")
+    assert [(m["name"], m["address"], m["ssh_address"], m["state"], m["placement"], m["role"]) for m in got] == [
+        ("db-0", "10.0.0.5", "192.168.9.5", "running", 0, "repository"),
+        ("db-1", "10.0.0.6", "10.0.0.6", "stopped", 1, "database"),
+    ]
+    assert got[0]["backend"] == "nova" and got[0]["id"] == "id-db-0"
+
+
+def test_security_group_rule_matches_the_ip_version():
+    assert _members.security_group_rule("10.1.2.3/16", "tcp", 5432) == {
+        "protocol": "tcp",
+        "port_range_min": 5432,
+        "port_range_max": 5432,
+        "remote_ip_prefix": "10.1.0.0/16",
+        "ether_type": "IPv4",
+    }
+    assert _members.security_group_rule("2001:db8::/32", "tcp", 22)["ether_type"] == "IPv6"

@@ -423,8 +423,8 @@ SCHEMA_CASES = [
     (
         put([{"backend": "nova", "nova": {"cloud": "c", "flavor": "f", "ram": 1}}], "spec", "placement"),
         (
-            "spec.placement[0].nova.ram: unknown field; allowed: availabilityZone, cloud, flavor, image, "
-            "managementNetwork, network, volumeType"
+            "spec.placement[0].nova.ram: unknown field; allowed: availabilityZone, cloud, dataVolume, flavor, "
+            "image, managementNetwork, network, volumeType"
         ),
     ),
     (
@@ -631,11 +631,22 @@ RULE_CASES = [
     ),
     (
         {"placement": [{"backend": "nova", "nova": {"cloud": "c", "flavor": "f"}}]},
-        "spec.placement[0].backend: 'nova' is not available yet; available: container",
+        "spec.placement[0].nova: 'network' is a required property",
+    ),
+    (
+        {
+            "tls": {"enabled": False},
+            "placement": [
+                {"backend": "nova", "count": 2, "nova": {"cloud": "east", "flavor": "f", "network": "n"}},
+                {"backend": "nova", "nova": {"cloud": "west", "flavor": "f", "network": "n"}},
+            ],
+        },
+        "spec.tls.enabled: must be true when members span cloud 'east' and cloud 'west'; "
+        "replication between them uses TLS only",
     ),
     (
         {"placement": [{"backend": "ironic", "ironic": {"cloud": "c"}}]},
-        "spec.placement[0].backend: 'ironic' is not available yet; available: container",
+        "spec.placement[0].backend: 'ironic' is not available yet; available: container, nova",
     ),
     (
         {
