@@ -192,7 +192,7 @@ FIELDS: dict[tuple[str, ...], st.SearchStrategy[Any]] = {
                         "subnet": st.sampled_from(["10.89.0.0/24", "10.89.0.0/99", "999.1.1.1/8"]),
                     },
                 ),
-                "nova": st.fixed_dictionaries({"cloud": st.just("c"), "flavor": st.just("f")}),
+                "nova": st.fixed_dictionaries({"cloud": st.just("c"), "flavor": st.just("f"), "network": st.just("n")}),
                 "ironic": st.fixed_dictionaries({}, optional={"cloud": st.just("c")}),
             },
         ),
@@ -263,7 +263,7 @@ def test_unknown_keys_are_named_and_cut_short(key: str, value: Any, where: tuple
 @pytest.mark.parametrize(("engine", "topology", "backend"), list(itertools.product(ENGINES, TOPOLOGIES, BACKENDS)))
 def test_every_engine_topology_and_backend(engine: str, topology: str, backend: str) -> None:
     low, high = MEMBER_LIMITS.get(topology, (1, 9))
-    options = {"nova": {"cloud": "c", "flavor": "f"}, "ironic": {"cloud": "c"}}.get(backend, {})
+    options = {"nova": {"cloud": "c", "flavor": "f", "network": "n"}, "ironic": {"cloud": "c"}}.get(backend, {})
     for members in sorted({low - 1, low, high, high + 1, 10} - {-1}):
         placement = [{"backend": backend, **({backend: options} if options else {})}]
         # A sharded topology's member count must also be shards x (1 + replicasPerShard): 3 shards and
