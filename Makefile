@@ -28,7 +28,7 @@ export CONTAINERS_CONF := /var/lib/trove-dbaas/containers.conf
   openstack-up openstack-down openstack-smoke openstack-test
 help:
 	@echo "make demo   - install, build images, apply $(DEMO), show status and DSN"
-	@echo "make test   - lint, unit, galaxy, importer, ee, sanity, docs, then end-to-end tests on real containers (what CI runs)"
+	@echo "make test   - lint, unit, galaxy, importer, ee, sanity, docs, then end-to-end tests on real containers and the nova backend's tests on a local OpenStack (what CI runs)"
 	@echo "make e2e-slow - the end-to-end tests too long for make test (marked slow)"
 	@echo "make lint   - ansible-lint (production), ruff, yamllint"
 	@echo "make build  - build the collection tarball"
@@ -99,7 +99,9 @@ e2e: images
 e2e-slow: images
 	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -m slow
 
-test: lint unit galaxy importer ee sanity docs e2e
+# The end-to-end tests and the OpenStack API tests share nothing: they run side by side.
+test: lint unit galaxy importer ee sanity docs
+	$(MAKE) --no-print-directory -j2 e2e openstack-test
 
 lint: deps
 	$(BIN)/yamllint -s .
