@@ -6,10 +6,11 @@ read_only is off. MariaDB replicated has no failover daemon: failover is the ope
 job's) `failover.yml`, run here as soon as the fault is injected, so the outage figures are a lower
 bound for a human (add the time to notice and start the job).
 
-- server_killed: `kill -9` of the primary's mariadbd; systemd starts it again in place (no failover);
+- server_killed: `kill -9` of the primary's mariadbd; systemd starts it again in place, read-only
+  (every `replicated` member starts so), and `cluster_apply` makes it writable again (no failover);
 - member_killed: the primary's member killed (`podman kill`), `failover.yml`, then the old member
-  started again: it comes back writable (nothing could fence it), and `cluster_apply` makes it a
-  replica (or, when it holds a commit nobody else has, `member_replace.yml` replaces it);
+  started again: it must come back read-only (fenced), and `cluster_apply` makes it a replica (or,
+  when it holds a commit nobody else has, `member_replace.yml` replaces it);
 - primary_cut_off: the primary's member off the network, `failover.yml`, then reconnected and the
   same rejoin. While cut off, the old primary is not fenced (read_only stays off); what keeps it from
   acknowledging a write is semi-sync (no replica can acknowledge). Split brain is counted when,
@@ -23,8 +24,9 @@ Topology `galera` (3 members), the same client on any member that is ready (wsre
 - member_cut_off: one member off the network: the two others keep taking writes; a probe inside the
   cut-off member keeps writing to it and must be refused (non-primary); it rejoins once reconnected.
 
-Invariants (non-zero exit): 0 acknowledged commits lost, no split brain, no probe write accepted by a
-cut-off Galera member, and `cluster_apply` converges after every scenario.
+Invariants (non-zero exit): 0 acknowledged commits lost, no split brain, a restarted primary takes no
+writes before `cluster_apply`, no probe write accepted by a cut-off Galera member, and `cluster_apply`
+converges after every scenario.
 
 Run with `make chaos` (needs the images: `make images`).
 """
@@ -101,16 +103,25 @@ def answers(member: str, timeout: float = 120) -> bool:
     return False
 
 
-def release_waiting_commits(member: str) -> int:
-    """Kills the sessions whose commit waits for a semi-sync acknowledgement on a returning old
-    primary: no replica follows it any more, so they would wait mariadb_semisync_timeout (a day), and
-    cluster_apply's `SET GLOBAL read_only = ON` waits behind them. Their clients never got an
-    acknowledgement; the commits stay in its binary log (AFTER_SYNC)."""
-    query = "SELECT id FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for semi-sync ACK from slave'"
-    waiting = sql(member, query).split()
-    for session in waiting:
-        sql(member, f"KILL {session}")
-    return len(waiting)
+def waiting_commits(member: str) -> int:
+    """Sessions whose commit waits for a semi-sync acknowledgement on a returning old primary: no
+    replica follows it any more, so they would wait mariadb_semisync_timeout (a day); cluster_apply
+    ends them before it sets read_only. Their clients never got an acknowledgement."""
+    query = "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE = 'Waiting for semi-sync ACK from slave'"
+    return int(sql(member, query))
+
+
+def read_only_again(member: str, timeout: float = 120) -> bool:
+    """Whether the member serves again, read-only, within the timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if sql(member, "SELECT @@read_only", 3) == "1":
+                return True
+        except subprocess.SubprocessError:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def rejoin(bench: ReplicatedBench, old: str) -> dict:
@@ -118,7 +129,7 @@ def rejoin(bench: ReplicatedBench, old: str) -> dict:
     cluster_apply, or member_replace when it holds commits the new primary never received."""
     up = answers(old)
     writable = up and sql(old, "SELECT @@read_only") == "0"
-    released = release_waiting_commits(old) if up else 0
+    waiting = waiting_commits(old) if up else 0
 
     def stop_and_replace() -> None:
         subprocess.run(["podman", "stop", "-t", "10", old], check=True, capture_output=True)
@@ -142,13 +153,23 @@ def rejoin(bench: ReplicatedBench, old: str) -> dict:
         break
     return {
         "old_primary_writable_on_return": writable,
-        "old_primary_commits_waiting_for_ack_killed": released,
+        "old_primary_commits_waiting_for_ack": waiting,
         "old_primary_rejoined_by": way_back,
     }
 
 
 def server_killed(bench: MariaBench, primary: str, writer: Writer) -> dict:
-    return killed_in_member(writer, primary, "pkill", "-9", "-x", "mariadbd")
+    killed = time.monotonic()
+    in_member(primary, "pkill", "-9", "-x", "mariadbd")
+    fenced = read_only_again(primary)
+    restarted = time.monotonic() - killed
+    apply = bench.playbook("cluster_apply")
+    return {
+        "restarted_read_only": fenced,
+        "restarted_after_s": round(restarted, 2),
+        "cluster_apply_s": apply,
+        "writes_again_after_s": writes_resumed(writer, killed),
+    }
 
 
 def member_killed(bench: ReplicatedBench, primary: str, writer: Writer) -> dict:
@@ -157,7 +178,9 @@ def member_killed(bench: ReplicatedBench, primary: str, writer: Writer) -> dict:
     failover = bench.playbook("failover")
     again = writes_resumed(writer, killed)
     subprocess.run(["podman", "start", primary], check=True, capture_output=True)
-    return {"writes_again_after_s": again, "failover_playbook_s": failover, **rejoin(bench, primary)}
+    back = rejoin(bench, primary)
+    fenced = not back["old_primary_writable_on_return"]
+    return {"writes_again_after_s": again, "failover_playbook_s": failover, "restarted_read_only": fenced, **back}
 
 
 def primary_cut_off(bench: ReplicatedBench, primary: str, writer: Writer) -> dict:
@@ -255,6 +278,8 @@ def broken(result: dict) -> list[str]:
     problems = []
     if result["lost_commits"]:
         problems.append(f"{result['lost_commits']} acknowledged commits lost")
+    if result.get("restarted_read_only") is False:
+        problems.append("the restarted primary took writes before cluster_apply")
     if result.get("split_brain"):
         problems.append("the cut-off primary could acknowledge writes after the new primary took some")
     if "cut_off_member_non_primary_after_s" in result and result["cut_off_member_non_primary_after_s"] is None:

@@ -172,6 +172,24 @@ def test_status_shows_roles_and_replication(mdb):
     assert cells == [["primary", "running", "0"], ["replica", "streaming", "0"], ["replica", "streaming", "0"]]
 
 
+def test_a_restarted_primary_takes_no_writes_until_cluster_apply(mdb):
+    primary = f"{NAME}-0"
+    podman_exec(primary, "pkill", "-9", "-x", "mariadbd")
+    # systemd starts it again; every replicated member starts read-only, the primary too.
+    wait_for(lambda: admin(mdb, primary, "SELECT @@read_only AS ro")[0]["ro"] == "1", 60)
+    with pytest.raises(pymysql.err.MySQLError) as refused:
+        query(mdb, primary, "INSERT INTO ticks VALUES (-2)")
+    assert refused.value.args[0] == 1290  # ER_OPTION_PREVENTS_STATEMENT: --read-only
+    sick = mdb.playbook("cluster_health")
+    assert sick.rc != 0
+    assert f"{primary}: refuses writes (read_only is on) as the primary" in sick.output
+    assert_ok(mdb.playbook("cluster_apply"))
+    query(mdb, primary, "INSERT INTO ticks VALUES (-2)")
+    for replica in (f"{NAME}-1", f"{NAME}-2"):
+        assert_replicates_from(mdb, replica, primary)
+    assert wait_equal_gtids(mdb, list(mdb.members())) and missing_on(mdb, f"{NAME}-2", [-2]) == []
+
+
 def uptime(cluster: Cluster) -> dict[str, int]:
     return {m: int(admin(cluster, m, "SHOW GLOBAL STATUS LIKE 'Uptime'")[0]["Value"]) for m in cluster.members()}
 
@@ -352,6 +370,10 @@ def test_failover_after_the_primary_is_killed(mdb):
 
 def test_apply_brings_the_killed_primary_back_as_a_replica(mdb):
     new = primary_of_running(mdb)
+    podman("start", f"{NAME}-2")
+    wait_for_server(mdb, f"{NAME}-2")
+    # Back after a failover chose another primary: fenced until the apply makes it a replica.
+    assert admin(mdb, f"{NAME}-2", "SELECT @@read_only AS ro") == [{"ro": "1"}]
     assert_ok(mdb.playbook("cluster_apply"))
     assert_replicates_from(mdb, f"{NAME}-2", new)
     assert query(mdb, f"{NAME}-2", "SELECT @@read_only") == ((1,),)
@@ -503,7 +525,10 @@ def test_static_parameter_restarts_each_member_once_replicas_first(mdb, tmp_path
 def test_upgrade_restarts_the_replicas_then_the_primary_after_a_switchover(mdb):
     members = sorted(mdb.members())
     _, newest = downgrade(mdb, members, lambda m: replicating(mdb, m))
-    old_primary = primary_of(mdb)
+    # Restarted outside the playbooks, the primary is read-only (fenced) until a playbook makes it writable:
+    # it is the member that replicates from nobody.
+    old_primary = next(m for m in members if not replica_status(mdb, m))
+    assert query(mdb, old_primary, "SELECT @@read_only") == ((1,),)
     since = clock(members[0])
     run, acked = under_writes(mdb, 7_000_000, "upgrade")
     assert_ok(run)

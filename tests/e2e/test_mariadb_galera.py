@@ -220,6 +220,7 @@ def test_a_second_apply_after_recovery_does_not_bootstrap_again(gal):
     assert_unchanged(run)
 
 
+@pytest.mark.slow
 def test_scale_to_four_and_back_to_three(gal, tmp_path):
     document = yaml.safe_load(gal.spec_file.read_text())
     document["spec"]["members"] = 4

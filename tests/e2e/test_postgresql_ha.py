@@ -387,6 +387,7 @@ def test_backups_archive_from_the_patroni_leader(ha, tmp_path):
     repo.check_output(f"runuser -u postgres -- pgbackrest --stanza={NAME} check")
 
 
+@pytest.mark.slow
 def test_restore_into_a_new_ha_cluster(ha, tmp_path_factory, request):
     """The ha cluster's backups (a Patroni data directory) restored into a new ha cluster: the
     restored member takes an empty etcd over as leader, the others clone it."""

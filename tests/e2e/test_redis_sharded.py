@@ -452,6 +452,7 @@ def test_backup_takes_one_snapshot_per_shard_from_its_replica(sc):
     assert {line.split()[-1] for line in sources.splitlines()[-3:]} <= replicas
 
 
+@pytest.mark.slow
 def test_restore_into_a_new_sharded_cluster_puts_every_shard_on_its_slots(sc, tmp_path_factory, request):
     """Each shard's snapshot into the primary that owns the same slot ranges in a new cluster."""
     client = ClusterClient(sc, "admin")
