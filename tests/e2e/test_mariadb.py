@@ -382,6 +382,24 @@ def test_apply_brings_the_killed_primary_back_as_a_replica(mdb):
     assert missing_on(mdb, f"{NAME}-2", [3_000_000]) == []
 
 
+def test_member_replace_retires_a_diverged_replica_without_converging_it(mdb):
+    primary = primary_of(mdb)
+    diverged, other = sorted(m for m in mdb.members() if m != primary)
+    # A commit only this replica has (root may write despite read_only); its replication stops at
+    # the primary's next commit (gtid_strict_mode), and converging it would refuse it.
+    admin(mdb, diverged, "INSERT INTO appdb.ticks VALUES (-3)")
+    query(mdb, primary, "INSERT INTO ticks VALUES (-4)")
+    wait_for(lambda: replica_status(mdb, diverged)["Slave_SQL_Running"] == "No", 30)
+    assert_ok(mdb.playbook("member_replace", "-e", f"member={diverged}"))
+    members = sorted(mdb.members())
+    (new,) = set(members) - {primary, other}
+    assert diverged not in members and primary_of(mdb) == primary
+    assert_replicates_from(mdb, new, primary)
+    positions = wait_equal_gtids(mdb, members)
+    assert len(set(positions.values())) == 1, positions
+    assert missing_on(mdb, new, [-4]) == [] and query(mdb, new, "SELECT id FROM ticks WHERE id = -3") == ()
+
+
 def primary_of_running(cluster: Cluster) -> str:
     for member in (f"{NAME}-0", f"{NAME}-1"):
         if query(cluster, member, "SELECT @@read_only") == ((0,),):

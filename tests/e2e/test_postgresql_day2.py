@@ -209,6 +209,20 @@ def test_replace_refuses_an_unknown_member(pg_ha):
     assert "member: e2e-day2-77 is not a member of e2e-day2" in run.output
 
 
+def test_replacing_a_replica_that_cannot_start_leaves_it_alone(pg_ha):
+    primary = next(n for n, r in roles(pg_ha).items() if r == "primary")
+    broken = min(n for n, r in roles(pg_ha).items() if r == "replica")
+    # Its server stopped and cannot start again (as on a full disk): converging it would fail.
+    for argv in (["systemctl", "stop", "postgresql@15-main"], ["chmod", "000", "/srv/data/postgresql/15/main"]):
+        subprocess.run(["podman", "exec", broken, *argv], check=True, capture_output=True, timeout=60)
+    assert_ok(pg_ha.playbook("member_replace", "-e", f"member={broken}"))
+    now = roles(pg_ha)
+    assert broken not in now and "e2e-day2-5" in now
+    assert now[primary] == "primary" and sorted(now.values()) == ["primary", "replica", "replica", "replica"]
+    streaming = admin_query(pg_ha, primary, "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")
+    assert streaming == [["3"]]
+
+
 def test_scale_down_removes_replicas_and_their_slots(pg_ha, tmp_path):
     apply_with(pg_ha, tmp_path, members=2)
     now = roles(pg_ha)
