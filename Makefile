@@ -167,6 +167,8 @@ chaos: images
 	$(BIN)/python benchmarks/chaos_mariadb.py
 	$(BIN)/python benchmarks/chaos_redis_sharded.py
 	$(BIN)/python benchmarks/chaos_postgresql_disk_full.py
+	$(BIN)/python benchmarks/chaos_mariadb_disk_full.py
+	$(BIN)/python benchmarks/chaos_redis_disk_full.py
 	$(BIN)/python benchmarks/chaos_interrupted.py
 
 # Apply time of 1, 5 and 10 clusters applied at once (docs/performance.md).
@@ -188,8 +190,8 @@ openstack-smoke: deps openstack-up
 # Clusters applied and deleted with the nova backend, read back through openstacksdk (docs/openstack.md).
 # The cloud goes down afterwards, pass or fail: idle, its services still take CPU from the e2e tests.
 openstack-test: deps openstack-up
-	eval "$$(tools/openstack/harness.sh env)" && $(BIN)/python -m pytest tests/openstack -v -p no:cacheprovider; \
-	  status=$$?; tools/openstack/harness.sh down; exit $$status
+	status=0; eval "$$(tools/openstack/harness.sh env)" && $(BIN)/python -m pytest tests/openstack -v -p no:cacheprovider \
+	  || status=$$?; tools/openstack/harness.sh down; exit $$status
 
 # Removes the demo cluster (with its volumes) and clusters left by interrupted test runs.
 clean:

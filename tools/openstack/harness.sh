@@ -148,6 +148,8 @@ compute_driver = fake.FakeDriver
 host = harness-compute
 my_ip = $HOST
 state_path = $STATE/nova
+# A build that failed without reaching ERROR (its own update refused) ends in ERROR after this.
+instance_build_timeout = 180
 [api]
 auth_strategy = keystone
 [conductor]
@@ -295,6 +297,13 @@ head.get_metadata().create_all(sqlalchemy.create_engine(sys.argv[1]))' "sqlite:/
   step "${nova[@]}" cell_v2 create_cell --name cell1
   step "${nova[@]}" db sync
   step "$VENV/bin/ironic-dbsync" --config-file "$ETC/ironic/ironic.conf" create_schema
+  # Write-ahead logging: readers do not block the writer, and a reader that starts writing is not
+  # refused at once with "database is locked" (a lock upgrade, which the timeout above cannot wait
+  # for: under load nova-compute lost an instance update that way and the server stayed in BUILD).
+  local db
+  for db in "$STATE"/*.db; do
+    step "$VENV/bin/python" -c 'import sqlite3, sys; sqlite3.connect(sys.argv[1]).execute("PRAGMA journal_mode=WAL")' "$db"
+  done
 }
 
 up() {
