@@ -106,7 +106,11 @@ def run(case: tuple[str, dict | None, str], work: Path) -> subprocess.CompletedP
 
 
 def podman_objects() -> list[str]:
-    env = dict(os.environ, CONTAINERS_CONF="/var/lib/trove-dbaas/containers.conf")
+    # The project's podman settings once a cluster or an image was made here; podman's own before.
+    conf = Path("/var/lib/trove-dbaas/containers.conf")
+    env = {k: v for k, v in os.environ.items() if k != "CONTAINERS_CONF"}
+    if conf.exists():
+        env["CONTAINERS_CONF"] = str(conf)
     found = []
     for kind in ("container", "volume", "network"):
         listing = subprocess.run(
