@@ -56,6 +56,8 @@ options:
       - Path to a containers.conf passed to podman as the E(CONTAINERS_CONF) environment variable.
       - For a remote podman host the path is on that host.
       - When unset podman uses its own defaults.
+      - When set and missing on the controller (no cluster or image was made there yet), the local
+        podman host lists no members and podman is not run.
     type: path
     env:
       - name: TROVE_CONTAINERS_CONF
@@ -361,7 +363,10 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             raise AnsibleParserError(f"cloud '{cloud}': {exc}") from exc
 
     def _list_containers(self, host: PodmanHost) -> list[dict[str, Any]]:
-        argv, env = build_command(host, self.get_option("podman_executable"), self.get_option("containers_conf"))
+        containers_conf = self.get_option("containers_conf")
+        if host.is_local and containers_conf and not os.path.exists(containers_conf):
+            return []  # the first cluster or image made here writes it: until then there is nothing to list
+        argv, env = build_command(host, self.get_option("podman_executable"), containers_conf)
         result = self.runner(argv, env, self.get_option("command_timeout"))
         if result.rc != 0:
             raise AnsibleParserError(

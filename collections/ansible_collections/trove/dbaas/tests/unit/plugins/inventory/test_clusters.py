@@ -169,14 +169,25 @@ def test_local_command_line(tmp_path: Path) -> None:
 
 
 def test_local_containers_conf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TROVE_CONTAINERS_CONF", "/etc/trove/containers.conf")
+    conf = tmp_path / "containers.conf"
+    conf.write_text("[engine]\n")
+    monkeypatch.setenv("TROVE_CONTAINERS_CONF", str(conf))
     runner = FakeRunner({"localhost": ok("podman_ps_empty.json")})
     run_inventory(tmp_path, runner, podman_executable="/usr/bin/podman")
     argv, env, _ = runner.calls[0]
     assert argv == ["/usr/bin/podman", *PS_ARGS]
     assert env is not None
-    assert env["CONTAINERS_CONF"] == "/etc/trove/containers.conf"
+    assert env["CONTAINERS_CONF"] == str(conf)
     assert "PATH" in env
+
+
+def test_local_host_without_its_containers_conf_has_no_members(tmp_path: Path, display: FakeDisplay) -> None:
+    """A new controller: podman (perhaps not installed yet) is not asked, and nothing is reported."""
+    runner = FakeRunner({})
+    inventory, _ = run_inventory(tmp_path, runner, containers_conf=str(tmp_path / "absent.conf"))
+    assert runner.calls == []
+    assert display.warnings == []
+    assert [h for h in inventory.hosts if h != "localhost"] == []
 
 
 def test_remote_command_line(tmp_path: Path) -> None:
