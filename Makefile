@@ -24,7 +24,7 @@ export PATH := $(BIN):$(PATH)
 # The project's own podman settings (installed by the image/backend roles); /etc is left alone.
 export CONTAINERS_CONF := /var/lib/trove-dbaas/containers.conf
 
-.PHONY: help deps gates docs-deps images demo test unit e2e e2e-slow lint build galaxy sanity importer ee docs release-notes bench chaos scale clean \
+.PHONY: help deps gates docs-deps images demo test checks unit e2e e2e-slow lint build galaxy sanity importer ee docs release-notes bench chaos scale clean \
   openstack-up openstack-down openstack-smoke openstack-test
 help:
 	@echo "make demo   - install, build images, apply $(DEMO), show status and DSN"
@@ -93,15 +93,20 @@ unit: deps
 
 # One cluster per test module; modules run in parallel on two workers.
 e2e: images
-	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -n 2 --dist loadscope --durations=20 -m 'not slow'
+	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -n 2 --dist loadscope --durations=20 -m 'not slow' --junitxml=build/e2e-junit.xml
 
 # The end-to-end tests too long for CI's budget (marked slow).
 e2e-slow: images
 	$(BIN)/python -m pytest tests/e2e -v -p no:cacheprovider -m slow
 
-# The end-to-end tests and the OpenStack API tests share nothing: they run side by side.
-test: lint unit galaxy importer ee sanity docs
-	$(MAKE) --no-print-directory -j2 e2e openstack-test
+# The OpenStack API tests run beside the quality gates (one at a time, they leave a core free);
+# the end-to-end tests then have the machine to themselves.
+test: deps
+	$(MAKE) --no-print-directory -j2 checks openstack-test
+	$(MAKE) --no-print-directory e2e
+
+checks: deps
+	$(MAKE) --no-print-directory -j1 lint unit galaxy importer ee sanity docs
 
 lint: deps
 	$(BIN)/yamllint -s .
@@ -191,7 +196,7 @@ openstack-smoke: deps openstack-up
 # The cloud goes down afterwards, pass or fail: idle, its services still take CPU from the e2e tests.
 openstack-test: deps openstack-up
 	status=0; eval "$$(tools/openstack/harness.sh env)" && $(BIN)/python -m pytest tests/openstack -v -p no:cacheprovider \
-	  || status=$$?; tools/openstack/harness.sh down; exit $$status
+	  || { status=$$?; tools/openstack/harness.sh errors; }; tools/openstack/harness.sh down; exit $$status
 
 # Removes the demo cluster (with its volumes) and clusters left by interrupted test runs.
 clean:

@@ -33,11 +33,13 @@ def mdb(tmp_path_factory):
     cluster.purge()
 
 
-def connect(cluster: Cluster, member: str, user: str = "app", tls: bool = True, **kw) -> pymysql.Connection:
+def connect(
+    cluster: Cluster, member: str, user: str = "app", tls: bool = True, host: str | None = None, **kw
+) -> pymysql.Connection:
     ssl = {"ssl_ca": str(cluster.ca_file), "ssl_verify_cert": True, "ssl_verify_identity": True}
     options = {"connect_timeout": 5, **(ssl if tls else {"ssl_disabled": True}), **kw}
     return pymysql.connect(
-        host=address(cluster, member),
+        host=host or address(cluster, member),
         port=3306,
         user=user,
         password=cluster.password(user),
@@ -239,14 +241,15 @@ class Writer(threading.Thread):
     def __init__(self, cluster: Cluster, start: int):
         super().__init__(daemon=True)
         self.cluster, self.next_id, self.acked, self.times = cluster, start, [], []
-        self.members = list(cluster.members())
+        # Read once: the inventory (podman ps) may fail while a member is being killed.
+        self.addresses = {member: address(cluster, member) for member in cluster.members()}
         self.errors: list[str] = []
         self.stopping = threading.Event()
 
     def _writable(self) -> pymysql.Connection | None:
-        for member in self.members:
+        for member, host in self.addresses.items():
             try:
-                conn = connect(self.cluster, member, connect_timeout=1, read_timeout=5, write_timeout=5)
+                conn = connect(self.cluster, member, host=host, connect_timeout=1, read_timeout=5, write_timeout=5)
             except pymysql.err.Error:
                 continue
             with conn.cursor() as cur:
@@ -540,6 +543,7 @@ def test_static_parameter_restarts_each_member_once_replicas_first(mdb, tmp_path
     assert_unchanged(mdb.playbook("cluster_apply"))
 
 
+@pytest.mark.slow
 def test_upgrade_restarts_the_replicas_then_the_primary_after_a_switchover(mdb):
     members = sorted(mdb.members())
     _, newest = downgrade(mdb, members, lambda m: replicating(mdb, m))

@@ -213,6 +213,7 @@ def test_retention_keeps_the_newest_fulls(mbk, history):
     assert after and not after & before, (before, after)
 
 
+@pytest.mark.slow
 def test_restore_latest_with_nothing_committed_since_the_last_backup(mbk, history, tmp_path_factory, request):
     """The archive's newest transaction is the last backup's: mariadb-binlog finds nothing to replay."""
     insert(mbk, 401, 401)

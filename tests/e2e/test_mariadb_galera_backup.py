@@ -20,7 +20,7 @@ from test_mariadb_galera import assert_synced
 from test_postgresql import address, member_host, served_serial
 from test_postgresql_backup import BACKUP, said
 
-pytestmark = pytest.mark.mariadb
+pytestmark = [pytest.mark.mariadb, pytest.mark.slow]
 
 NAME = "e2e-gbk"
 MEMBERS = [f"{NAME}-0", f"{NAME}-1", f"{NAME}-2"]
@@ -175,7 +175,6 @@ def test_restore_to_a_point_in_time_into_a_new_galera_cluster(gbk, history, tmp_
     assert last_gtid_seq(target, members[1]) > int(backups(gbk)[-1]["gtid"].split("-")[2])
 
 
-@pytest.mark.slow
 def test_restore_latest_into_a_standalone_cluster(gbk, history, tmp_path_factory, request):
     target = restore_target(
         request, tmp_path_factory, gbk, "mariadb-replicated.yml", "e2e-gbk-r2", topology="standalone", members=1

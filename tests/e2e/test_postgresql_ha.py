@@ -419,6 +419,7 @@ def etcd_members(cluster: Cluster, member: str) -> list[str]:
     return sorted(line.split(", ")[2] for line in out.splitlines())
 
 
+@pytest.mark.slow
 def test_replacing_the_leader_moves_patroni_and_etcd_to_the_new_member(ha):
     leader = leader_of(ha)
     count = query(ha, address(ha, leader), "SELECT count(*) FROM ticks")[0][0]

@@ -12,7 +12,7 @@ from conftest import applied_cluster, assert_ok, older_release, wait_for
 from test_postgresql import address, admin_query, primary_of, query, roles
 from test_postgresql_day2 import Writer, missing_on_primary
 
-pytestmark = pytest.mark.postgresql
+pytestmark = [pytest.mark.postgresql, pytest.mark.slow]
 PACKAGES = ("postgresql-15", "postgresql-client-15", "libpq5")
 
 
@@ -62,7 +62,6 @@ def test_restart_parameter_rolls_replicas_first_then_switches_over(pg_roll, tmp_
     assert writer.longest_gap() < 5.0  # the 2 s target is measured by `make bench`
 
 
-@pytest.mark.slow
 def test_lowering_a_hot_standby_parameter_restarts_the_primary_first(pg_roll, tmp_path):
     leader, before = primary_of(pg_roll), started(pg_roll)
     apply_parameters(pg_roll, tmp_path, max_connections=100)

@@ -358,6 +358,38 @@ def test_rotate_credentials_replaces_every_password_without_a_restart(rc):
     assert_unchanged(run)
 
 
+def served_serial(cluster: Cluster, host: str, port: int) -> str:
+    """Serial of the certificate the service on host:port presents."""
+    context = ssl.create_default_context(cafile=str(cluster.ca_file))
+    context.check_hostname = False
+    with socket.create_connection((host, port), timeout=5) as raw, context.wrap_socket(raw) as conn:
+        return conn.getpeercert()["serialNumber"]
+
+
+def test_rotate_tls_reaches_every_server_and_sentinel(rc):
+    ports = (PORT, SENTINEL_PORT)
+    before = {(m, p): served_serial(rc, address(rc, m), p) for m in MEMBERS for p in ports}
+    keys = {f"tls:{n}": str(n) for n in range(20)}
+    conn = connect(rc, address(rc, primary_of(rc)))
+    for key, value in keys.items():
+        conn.call("SET", key, value)
+    conn.close()
+    assert_ok(rc.playbook("rotate_tls"))
+    after = {(m, p): served_serial(rc, address(rc, m), p) for m in MEMBERS for p in ports}
+    assert [key for key in before if after[key] == before[key]] == []
+    # Restarted one at a time: every write kept, one primary, a quorum of Sentinels on every member.
+    assert sorted(roles(rc).values()) == ["master", "slave", "slave"]
+    for member in MEMBERS:
+        host = address(rc, member)
+        sentinel = connect(rc, host, "admin", SENTINEL_PORT)
+        assert sentinel.call("SENTINEL", "CKQUORUM", NAME).startswith("OK 3 usable Sentinels")
+        sentinel.close()
+        assert sentinel_primary(rc, host) == address(rc, primary_of(rc))
+        replica = connect(rc, host)
+        assert {key: replica.call("GET", key) for key in keys} == keys
+        replica.close()
+
+
 def test_status_shows_roles(rc):
     run = rc.playbook("cluster_status")
     assert_ok(run)

@@ -20,7 +20,7 @@ from redis.sentinel import Sentinel
 from test_redis import PODMAN_ENV, Writer, address, connect, info, members_of, missing, primary_of, roles
 from test_redis_sharded import ClusterWriter, assert_whole, missing_in_cluster, primary_of_shard
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 NAME = "e2e-rroll"
 PACKAGES = ("redis-server", "redis-sentinel", "redis-tools")
@@ -188,7 +188,6 @@ def test_new_settings_restart_the_replicas_first_then_the_primary_after_a_switch
     assert_unchanged(sentinel.playbook("cluster_apply"))
 
 
-@pytest.mark.slow
 def test_upgrade_rolls_every_member_to_the_newest_release(sentinel):
     units = ("redis-server", "redis-sentinel")
     _, newest = downgrade(sentinel, units)
@@ -217,7 +216,6 @@ def sentinel_view(cluster: Cluster, member: str) -> tuple[dict[str, str], set[st
     return fields[0], {other["ip"] for other in fields[1:]}
 
 
-@pytest.mark.slow
 def test_scaling_down_makes_the_sentinels_forget_the_member_that_left(sentinel):
     document = yaml.safe_load(sentinel.spec_file.read_text())
     document["spec"]["members"] = 4
@@ -239,7 +237,6 @@ def test_scaling_down_makes_the_sentinels_forget_the_member_that_left(sentinel):
 standalone = module_cluster("redis-standalone.yml", f"{NAME}-1")
 
 
-@pytest.mark.slow
 def test_standalone_upgrade_restarts_in_place_and_keeps_the_data(standalone):
     member = members_of(standalone)[0]
     conn = connect(standalone, address(standalone, member), "app")
@@ -260,7 +257,6 @@ def test_standalone_upgrade_restarts_in_place_and_keeps_the_data(standalone):
 sharded = module_cluster("redis-sharded.yml", f"{NAME}-s")
 
 
-@pytest.mark.slow
 def test_sharded_upgrade_hands_every_shard_over_and_keeps_every_slot(sharded):
     units = ("redis-server",)
     _, newest = downgrade(sharded, units)

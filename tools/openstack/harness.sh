@@ -378,13 +378,24 @@ status() {
   done
 }
 
+# errors: each service's last logged errors, for a test run that failed (before `down` deletes the logs).
+errors() {
+  local s
+  for s in $SERVICES; do
+    [[ -f $LOGS/$s.log ]] || continue
+    echo "== $s (errors, last 15)"
+    grep -E 'ERROR|CRITICAL|Traceback|RemoteError|database is locked' "$LOGS/$s.log" | tail -15 || true
+  done
+}
+
 case ${1:-} in
   up) up ;;
   down) down ;;
   env) echo "export OS_CLIENT_CONFIG_FILE=$STATE/clouds.yaml OS_CLOUD=trove-local" ;;
   status) status ;;
+  errors) errors ;;
   *)
-    echo "usage: $0 up|down|env|status" >&2
+    echo "usage: $0 up|down|env|status|errors" >&2
     exit 2
     ;;
 esac
