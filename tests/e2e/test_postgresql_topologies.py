@@ -51,16 +51,30 @@ def test_commit_waits_while_the_sync_replica_is_down(pg_sync):
     try:
         conn = connect(pg_sync, address(pg_sync, "e2e-sync-0"))
         conn.autocommit = True
-        # The commit waits for the missing standby until cancelled; PostgreSQL then warns that
-        # it committed locally only.
-        canceller = threading.Timer(3, conn.cancel)
+        # The commit waits for the missing standby (wait event SyncRep, seen from a second session)
+        # until cancelled; PostgreSQL then warns that it committed locally only. Cancelled on a
+        # timer instead, a slow machine could cancel the statement before its commit.
+        pid, waits = conn.get_backend_pid(), []
+
+        def cancel_once_waiting() -> None:
+            with connect(pg_sync, address(pg_sync, "e2e-sync-0")) as watcher, watcher.cursor() as cur:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not waits:
+                    cur.execute("SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,))
+                    if (cur.fetchone() or [None])[0] == "SyncRep":
+                        waits.append(time.monotonic())
+                    watcher.commit()
+                    time.sleep(0.2)
+            time.sleep(1)
+            conn.cancel()
+
+        canceller = threading.Thread(target=cancel_once_waiting, daemon=True)
         canceller.start()
-        started = time.monotonic()
         with conn.cursor() as cur:
             cur.execute("CREATE TABLE sync_check (id int)")
-        waited = time.monotonic() - started
+        canceller.join(5)
         conn.close()
-        assert waited >= 2.5
+        assert waits, "the commit never waited for the synchronous standby"
         assert any("synchronous replication" in notice for notice in conn.notices), conn.notices
     finally:
         replica.check_output("systemctl start postgresql@15-main")
