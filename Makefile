@@ -172,8 +172,6 @@ chaos: images
 	$(BIN)/python benchmarks/chaos_mariadb.py
 	$(BIN)/python benchmarks/chaos_redis_sharded.py
 	$(BIN)/python benchmarks/chaos_postgresql_disk_full.py
-	$(BIN)/python benchmarks/chaos_mariadb_disk_full.py
-	$(BIN)/python benchmarks/chaos_redis_disk_full.py
 	$(BIN)/python benchmarks/chaos_interrupted.py
 
 # Apply time of 1, 5 and 10 clusters applied at once (docs/performance.md).
