@@ -256,10 +256,12 @@ def assert_password_refused(cluster: Cluster, member: str, user: str, password: 
         )
 
 
-def served_serial(cluster: Cluster, member: str, starttls: str = "postgres", port: int = 5432) -> str:
-    """Serial of the certificate a member's server presents, read over the wire (openssl -starttls)."""
+def served_serial(cluster: Cluster, member: str, starttls: str | None = "postgres", port: int = 5432) -> str:
+    """Serial of the certificate a member's service presents, read over the wire (openssl s_client;
+    starttls None for a service that speaks TLS from the first byte)."""
+    upgrade = f"-starttls {starttls} " if starttls else ""
     out = subprocess.run(
-        f"openssl s_client -starttls {starttls} -connect {address(cluster, member)}:{port} -CAfile {cluster.ca_file}"
+        f"openssl s_client {upgrade}-connect {address(cluster, member)}:{port} -CAfile {cluster.ca_file}"
         " -verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial",
         shell=True,
         capture_output=True,

@@ -18,6 +18,7 @@ import time
 import pytest
 import yaml
 from conftest import Cluster, applied_cluster, assert_ok, assert_unchanged, restore_target, wait_for
+from test_postgresql import served_serial
 
 pytestmark = pytest.mark.redis
 
@@ -358,24 +359,16 @@ def test_rotate_credentials_replaces_every_password_without_a_restart(rc):
     assert_unchanged(run)
 
 
-def served_serial(cluster: Cluster, host: str, port: int) -> str:
-    """Serial of the certificate the service on host:port presents."""
-    context = ssl.create_default_context(cafile=str(cluster.ca_file))
-    context.check_hostname = False
-    with socket.create_connection((host, port), timeout=5) as raw, context.wrap_socket(raw) as conn:
-        return conn.getpeercert()["serialNumber"]
-
-
 def test_rotate_tls_reaches_every_server_and_sentinel(rc):
     ports = (PORT, SENTINEL_PORT)
-    before = {(m, p): served_serial(rc, address(rc, m), p) for m in MEMBERS for p in ports}
+    before = {(m, p): served_serial(rc, m, starttls=None, port=p) for m in MEMBERS for p in ports}
     keys = {f"tls:{n}": str(n) for n in range(20)}
     conn = connect(rc, address(rc, primary_of(rc)))
     for key, value in keys.items():
         conn.call("SET", key, value)
     conn.close()
     assert_ok(rc.playbook("rotate_tls"))
-    after = {(m, p): served_serial(rc, address(rc, m), p) for m in MEMBERS for p in ports}
+    after = {(m, p): served_serial(rc, m, starttls=None, port=p) for m in MEMBERS for p in ports}
     assert [key for key in before if after[key] == before[key]] == []
     # Restarted one at a time: every write kept, one primary, a quorum of Sentinels on every member.
     assert sorted(roles(rc).values()) == ["master", "slave", "slave"]
